@@ -1,0 +1,93 @@
+"""The base experiment config; every file in ``configs/`` starts from `get_base_config()`."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds parameters, data order, dropout and negative sampling
+
+    c.data = d = ml_collections.ConfigDict()
+    d.source = "synthetic"  # "synthetic" | "movielens" | "csv"
+    d.path = ""  # input file for movielens / csv
+    d.on_bad_rows = "error"  # "error": stop at the first bad row; "skip": drop and count them
+    d.sep = ""  # csv only: field separator ("" = from the file extension)
+    d.timestamp_unit = "s"  # csv only: unit of numeric timestamps, "s" | "ms"
+    d.columns = ml_collections.ConfigDict()  # csv only: canonical name -> column in the file
+    d.columns.user = "user"
+    d.columns.item = "item"
+    d.columns.timestamp = "timestamp"
+    d.columns.duration = ""  # "" = use a column named "duration" if the file has one
+    d.columns.rating = ""
+    d.columns.behavior = ""
+    d.synthetic = ml_collections.ConfigDict()  # keyword arguments of generate_synthetic
+    d.synthetic.n_users = 2000  # users
+    d.synthetic.n_items = 1000  # catalogue size
+    d.synthetic.n_topics = 20  # interest topics (items are split among them)
+    d.synthetic.min_len = 20  # shortest user sequence
+    d.synthetic.max_len = 60  # longest user sequence
+    d.synthetic.noise_rate = 0.3  # share of short-dwell noise clicks
+    d.synthetic.drift = 0.1  # per-event probability of switching topic
+    d.synthetic.seed = 0  # generator seed (independent of the run's seed)
+    d.split = "leave_one_out"  # "leave_one_out" (last test, 2nd-to-last valid) | "random"
+    d.random_test_ratio = 0.1  # split="random": share of events held out for test
+    d.random_valid_ratio = 0.1  # split="random": share held out for validation
+    d.min_user_events = 3  # leave_one_out: users with fewer events only train
+    d.max_len = 50  # input events per sequence (training windows and evaluation inputs)
+    d.duration_transform = "log1p"  # transform before the per-user z-score: "log1p" | "none"
+    d.duration_min_events = 3  # users with fewer training durations get the neutral factor
+    d.duration_proxy = "none"  # data without durations: "none" | "prev_gap" (time since previous)
+    d.use_behavior = True  # behaviour type (if the data has one) as an aGRU input context
+    d.hour_buckets = 4  # hour-of-day input-context buckets (0: off; must divide 24)
+    d.gap_buckets = 4  # time-gap transfer-context buckets (0: off)
+
+    c.model = m = ml_collections.ConfigDict()
+    m.cell = "agru"  # "agru" (eq. 6-8) | "gru" (eq. 10-11)
+    m.duration_mode = "input"  # "none" | "input" (paper, eq. 10) | "gate" (AUGRU-style)
+    m.embed_dim = 64  # item embedding size (the paper's k)
+    m.hidden_dim = 100  # hidden state size
+    m.dropout = 0.1  # on cell inputs and outputs
+    m.tie_output = False  # score with the item embeddings (eq. 12 with W_0 tied)
+    m.relevance = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
+    m.scan_unroll = 1  # lax.scan unroll factor (speed only)
+
+    c.loss = l = ml_collections.ConfigDict()
+    l.target = "full"  # "full": softmax over all items (NLL) | "sampled" (log-Q corrected)
+    l.n_sampled = 1024  # target="sampled": shared negatives per batch
+    l.sampler = "popularity"  # target="sampled": "uniform" | "popularity"
+    l.aux_weight = 0.5  # alpha of eq. (14); 0 switches the auxiliary loss off
+    l.aux_negatives = 1  # negatives per step for the auxiliary loss, eq. (13)
+    l.aux_sampler = "uniform"  # "uniform" | "popularity"
+    l.rating_weight = 0.0  # > 0 adds the next-item rating MSE (data with ratings)
+
+    c.optim = o = ml_collections.ConfigDict()
+    o.name = "adam"  # "adam" | "adamw" | "sgd" | "adagrad"
+    o.learning_rate = 1e-3  # peak learning rate
+    o.schedule = "constant"  # "constant" | "cosine" | "linear" decay after warm-up
+    o.warmup_steps = 0  # linear warm-up steps
+    o.weight_decay = 0.0  # adamw only
+    o.clip_norm = 1.0  # global gradient-norm clipping (0: off)
+
+    c.train = t = ml_collections.ConfigDict()
+    t.batch_size = 128  # sequences (windows) per step
+    t.epochs = 20  # maximum epochs
+    t.max_steps = 0  # stop after this many steps (0: no limit)
+    t.patience = 3  # evaluations without validation improvement before early stopping
+    t.select_metric = "valid/ndcg@10"  # model selection metric (validation only)
+    t.log_every = 50  # steps between progress lines / metrics.jsonl records
+    t.eval_every_epochs = 1  # validation every this many epochs
+    t.time_budget_s = 0.0  # stop training after this many seconds (0: no limit)
+
+    c.eval = e = ml_collections.ConfigDict()
+    e.ks = (5, 10, 20)  # cutoffs of every ranking metric
+    e.exclude_history = True  # never rank items the user already interacted with
+    e.batch_size = 512  # users per evaluation chunk
+    e.item_chunk = 65536  # items scored at once (memory: batch_size x item_chunk floats)
+    e.unknown_targets = "miss"  # targets never seen in training: "miss" | "drop"
+
+    # Extra runs trained beside this one, each "key=value[,key=value]" of overrides; their
+    # metrics are stored under "comparisons" in results.json.
+    c.compare = ()
+    return c

@@ -1,0 +1,260 @@
+"""Recurrent cells of paper 000 as pure functions, run over time with `jax.lax.scan`.
+
+Shape legend: B batch, T time, E item-embedding size (the paper's k), H hidden size,
+CI number of input contexts, CT number of transfer contexts.
+
+Each cell is split in two pure parts, so that everything that does not depend on the
+recurrent state is computed once for the whole sequence outside the scan (one large matmul
+instead of T small ones):
+
+* ``*_inputs`` maps the per-event inputs (item embedding, duration factor, contexts) to the
+  input projections of every step, ``[B, T, ...]``;
+* ``*_step`` is the recurrence ``h_{t-1} -> h_t`` for one step, given that step's projections.
+
+``run_cell`` scans a step over time. A padded step (``mask`` false) leaves the carry
+unchanged, and a step flagged in ``reset`` starts from a zero state, so several sequences can
+be packed into one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Params = dict[str, Any]
+
+CELLS = ("gru", "agru")
+DURATION_MODES = ("none", "input", "gate")
+
+
+# --------------------------------------------------------------------------------------
+# GRU, eq. (10)-(11)
+# --------------------------------------------------------------------------------------
+
+
+def init_gru(key: Array, embed_dim: int, hidden_dim: int, dtype=jnp.float32) -> Params:
+    """Parameters of eq. (10): W_{z,r,n} fused to ``w_ExH3``, U_{z,r} fused, U, biases."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    glorot = jax.nn.initializers.glorot_uniform()
+    orth = jax.nn.initializers.orthogonal()
+    return {
+        "w_x": glorot(k1, (embed_dim, 3 * hidden_dim), dtype),
+        "u_zr": jnp.concatenate(
+            [orth(k, (hidden_dim, hidden_dim), dtype) for k in jax.random.split(k2, 2)], axis=1
+        ),
+        "u_n": orth(k3, (hidden_dim, hidden_dim), dtype),
+        "b": jnp.zeros((3 * hidden_dim,), dtype),
+    }
+
+
+def gru_inputs(params: Params, x_BxTxE: Array, alpha_BxT: Array, duration_mode: str) -> Array:
+    """Input projections ``W_{z,r,n} (alpha_t x_t) + b`` of eq. (10), ``[B, T, 3H]``.
+
+    With ``duration_mode == "input"`` (the paper) the duration factor scales the input; the
+    bias is added after the scaling, as in eq. (10) with the bias the paper mentions.
+    """
+    proj = x_BxTxE @ params["w_x"]
+    if duration_mode == "input":
+        proj = alpha_BxT[..., None] * proj
+    return proj + params["b"]
+
+
+def gru_step(params: Params, h_BxH: Array, xp_Bx3H: Array, alpha_B: Array, duration_mode: str):
+    """One GRU step, eq. (10)-(11): ``h_t = (1 - z_t) h_{t-1} + z_t \\hat h_t``.
+
+    The candidate uses ``U (r_t * h_{t-1})`` exactly as eq. (10) writes it (not the cuDNN
+    variant ``r_t * (U h_{t-1})``). With ``duration_mode == "gate"`` the update gate is
+    scaled by the duration factor, ``z_t <- alpha_t z_t`` (AUGRU of DIEN).
+    """
+    hdim = h_BxH.shape[-1]
+    zr = jax.nn.sigmoid(xp_Bx3H[:, : 2 * hdim] + h_BxH @ params["u_zr"])
+    z, r = zr[:, :hdim], zr[:, hdim:]
+    cand = jnp.tanh(xp_Bx3H[:, 2 * hdim :] + (r * h_BxH) @ params["u_n"])
+    if duration_mode == "gate":
+        z = alpha_B[:, None] * z
+    return (1.0 - z) * h_BxH + z * cand
+
+
+# --------------------------------------------------------------------------------------
+# aGRU, eq. (6)-(8)
+# --------------------------------------------------------------------------------------
+
+
+def init_agru(
+    key: Array,
+    embed_dim: int,
+    hidden_dim: int,
+    n_input_contexts: int,
+    n_transfer_contexts: int,
+    dtype=jnp.float32,
+) -> Params:
+    """Parameters of eq. (6)-(8).
+
+    ``w_in``: the context-specific input matrices I_c, ``[CI, E, H]``; ``w_tr``: the
+    context-specific transition matrices T_c stored side by side as ``[H, CT*H]`` so one
+    matmul gives ``h T_c`` for every c; ``w_k, u_k, v_k``: W_k, U_k, V_k of eq. (7);
+    ``w_s``: projection of the static interest (item-embedding space) to the hidden space,
+    used by the relevance attention.
+    """
+    ks = jax.random.split(key, 6)
+    glorot = jax.nn.initializers.glorot_uniform()
+    orth = jax.nn.initializers.orthogonal()
+    w_tr = jnp.concatenate(
+        [orth(k, (hidden_dim, hidden_dim), dtype) for k in jax.random.split(ks[1], n_transfer_contexts)],
+        axis=1,
+    )
+    return {
+        "w_in": jnp.stack(
+            [glorot(k, (embed_dim, hidden_dim), dtype) for k in jax.random.split(ks[0], n_input_contexts)]
+        ),
+        "w_tr": w_tr,
+        "b_c": jnp.zeros((hidden_dim,), dtype),
+        "w_k": glorot(ks[2], (embed_dim, hidden_dim), dtype),
+        "u_k": orth(ks[3], (hidden_dim, hidden_dim), dtype),
+        "v_k": glorot(ks[4], (hidden_dim, hidden_dim), dtype),
+        "b_k": jnp.zeros((hidden_dim,), dtype),
+        "w_s": glorot(ks[5], (embed_dim, hidden_dim), dtype),
+    }
+
+
+def static_interest(x_BxTxE: Array, mask_BxT: Array, reset_BxT: Array) -> Array:
+    """The static interest context C_S at each step: the mean item embedding of the events
+    seen so far in the current sequence, inclusive of step t.
+
+    Interpretation: the paper never defines C_S. A mean over the user's *whole* training
+    history would let a training prediction at step t see the items at t+1.. (its targets), so
+    we use the causal prefix mean; at evaluation time, where the whole input precedes the
+    target, it equals the mean embedding of the user's visible history (the last
+    ``max_len`` events). Packed rows restart the mean at each ``reset``.
+    """
+    m_BxT = mask_BxT.astype(x_BxTxE.dtype)
+    xm = x_BxTxE * m_BxT[..., None]
+    csum_x = jnp.cumsum(xm, axis=1)
+    csum_m = jnp.cumsum(m_BxT, axis=1)
+    # Running sums restart at the latest reset: subtract the exclusive prefix sum at that
+    # position (index 0 when there is none, where the exclusive sum is 0).
+    t_1xT = jnp.arange(reset_BxT.shape[1])[None, :]
+    last_reset_BxT = jax.lax.cummax(jnp.where(reset_BxT, t_1xT, 0), axis=1)
+    base_x = jnp.take_along_axis(csum_x - xm, last_reset_BxT[..., None], axis=1)
+    base_m = jnp.take_along_axis(csum_m - m_BxT, last_reset_BxT, axis=1)
+    count = jnp.maximum(csum_m - base_m, 1.0)
+    return (csum_x - base_x) / count[..., None]
+
+
+def agru_inputs(
+    params: Params,
+    x_BxTxE: Array,
+    alpha_BxT: Array,
+    in_ctx_BxT: Array,
+    mask_BxT: Array,
+    reset_BxT: Array,
+    duration_mode: str,
+    relevance: bool = True,
+):
+    """Everything of eq. (6)-(7) that does not depend on ``h_{t-1}``.
+
+    Returns ``(xc_BxTxH, xz_BxTxH, s_BxTxH, sv_BxTxH)``: ``p_i I_{C_I}`` (eq. 6), ``p_i W_k
+    + b`` (eq. 7), the projected static interest ``C_S W_s`` and ``C_S W_s V_k``. Because
+    the relevance context is ``C_A = a_t C_S W_s`` with a scalar ``a_t`` (see ``agru_step``),
+    ``C_A V_k = a_t (C_S W_s V_k)`` and the V_k matmul can leave the scan.
+    """
+    xi_BxTxCIxH = jnp.einsum("bte,ceh->btch", x_BxTxE, params["w_in"])
+    xc = jnp.take_along_axis(xi_BxTxCIxH, in_ctx_BxT[..., None, None], axis=2)[:, :, 0]
+    xz = x_BxTxE @ params["w_k"]
+    if duration_mode == "input":
+        xc = alpha_BxT[..., None] * xc
+        xz = alpha_BxT[..., None] * xz
+    xc = xc + params["b_c"]
+    xz = xz + params["b_k"]
+    if relevance:
+        s = static_interest(x_BxTxE, mask_BxT, reset_BxT) @ params["w_s"]
+        sv = s @ params["v_k"]
+    else:
+        s = jnp.zeros_like(xc)
+        sv = jnp.zeros_like(xc)
+    return xc, xz, s, sv
+
+
+def agru_step(
+    params: Params,
+    h_BxH: Array,
+    xc_BxH: Array,
+    xz_BxH: Array,
+    s_BxH: Array,
+    sv_BxH: Array,
+    tr_ctx_B: Array,
+    alpha_B: Array,
+    duration_mode: str,
+    relevance: bool = True,
+):
+    """One aGRU step, eq. (6)-(8).
+
+    * candidate knowledge (6): ``\\hat h_t = tanh(p_i I_{C_I} + h_{t-1} T_{C_T} + b)``. The
+      paper writes a generic nonlinearity sigma; we use tanh as in eq. (3), which keeps the
+      state in (-1, 1) like the GRU it replaces. Reset gate r_t = I, so there is no r.
+    * relevance context: attention between the candidate knowledge and the static interest
+      ``s_t = C_S W_s``: ``a_t = sigmoid(<\\hat h_t, s_t> / sqrt(H))`` and
+      ``C_A = a_t s_t``. With a single static-interest vector a softmax over keys would be
+      identically 1, so the attention weight is a sigmoid score.
+    * update gate (7): ``z_t = sigmoid(p_i W_k + h_{t-1} U_k + C_A V_k + b)``.
+    * hidden state (8): ``h_t = (1 - z_t) \\hat h_t + z_t h_{t-1}`` -- note z_t here is the
+      share of the *old* state, the opposite convention to eq. (11).
+    * ``duration_mode == "gate"`` scales the share of new knowledge by the duration factor:
+      ``1 - z_t <- alpha_t (1 - z_t)``.
+    """
+    hdim = h_BxH.shape[-1]
+    n_tr = params["w_tr"].shape[1] // hdim
+    hu_all = h_BxH @ jnp.concatenate([params["u_k"], params["w_tr"]], axis=1)
+    hu = hu_all[:, :hdim]
+    if n_tr == 1:
+        ht = hu_all[:, hdim:]
+    else:
+        ht_BxCTxH = hu_all[:, hdim:].reshape(h_BxH.shape[0], n_tr, hdim)
+        ht = jnp.take_along_axis(ht_BxCTxH, tr_ctx_B[:, None, None], axis=1)[:, 0]
+    cand = jnp.tanh(xc_BxH + ht)
+    pre_z = xz_BxH + hu
+    if relevance:
+        a_B = jax.nn.sigmoid(jnp.sum(cand * s_BxH, axis=-1) / jnp.sqrt(float(hdim)))
+        pre_z = pre_z + a_B[:, None] * sv_BxH
+    z = jax.nn.sigmoid(pre_z)
+    new = 1.0 - z
+    if duration_mode == "gate":
+        new = alpha_B[:, None] * new
+    return new * cand + (1.0 - new) * h_BxH
+
+
+# --------------------------------------------------------------------------------------
+# Scan over time
+# --------------------------------------------------------------------------------------
+
+
+def run_cell(
+    step: Callable[..., Array],
+    h0_BxH: Array,
+    xs: tuple[Array, ...],
+    mask_BxT: Array,
+    reset_BxT: Array,
+    unroll: int = 1,
+) -> tuple[Array, Array]:
+    """Scan ``step(h, *x_t) -> h`` over time; returns ``(h_last_BxH, hs_BxTxH)``.
+
+    ``xs`` are time-major-able arrays shaped ``[B, T, ...]``. A padded step keeps the carry
+    (and outputs it, so ``hs`` at a padded step repeats the last valid state); a reset step
+    starts from zeros.
+    """
+
+    def body(h, inp):
+        m_B, r_B, *x = inp
+        h = jnp.where(r_B[:, None], jnp.zeros_like(h), h)
+        h_new = step(h, *x)
+        h = jnp.where(m_B[:, None], h_new, h)
+        return h, h
+
+    to_tm = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
+    inputs = (to_tm(mask_BxT), to_tm(reset_BxT)) + tuple(to_tm(a) for a in xs)
+    h_last, hs_TxBxH = jax.lax.scan(body, h0_BxH, inputs, unroll=unroll)
+    return h_last, jnp.swapaxes(hs_TxBxH, 0, 1)

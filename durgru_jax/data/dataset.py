@@ -1,0 +1,404 @@
+"""From an event table to training windows and evaluation examples.
+
+Pipeline (`prepare`):
+
+1. Sort events stably by (user, timestamp): equal timestamps keep the file's order.
+2. Split: per-user temporal leave-one-out (last event test, second-to-last validation; users
+   with fewer than ``min_user_events`` events only train) or a random per-event split.
+3. Fit everything that is learned from data on the *training* events only: the item id map
+   (ids ``1..n_items``, 0 is padding; an item never seen in training is unknown), behaviour
+   vocabulary, time-gap bucket edges, per-user duration statistics, item popularity.
+4. Build training windows: each user's training events cut, from the most recent backwards,
+   into windows of at most ``max_len + 1`` events (``max_len`` inputs, each predicting the
+   next event), each window starting from a zero state.
+5. Build evaluation examples: for each held-out event, the input is the last ``max_len``
+   *visible* events before it (training events for validation; training and validation
+   events for test), and the exclusion history is all of them.
+
+Column-name legend for arrays: W windows, E evaluation examples, L = ``max_len``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from durgru_jax.duration import fit_user_stats, transform_durations
+
+TRAIN, VALID, TEST = 0, 1, 2
+SPLITS = {"valid": VALID, "test": TEST}
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepConfig:
+    """Preprocessing switches (the ``config.data`` group minus the source fields)."""
+
+    split: str = "leave_one_out"  # "leave_one_out" | "random"
+    random_test_ratio: float = 0.1
+    random_valid_ratio: float = 0.1
+    min_user_events: int = 3
+    max_len: int = 50
+    duration_transform: str = "log1p"
+    duration_min_events: int = 3
+    duration_proxy: str = "none"  # for data without durations: "none" | "prev_gap"
+    use_behavior: bool = True
+    hour_buckets: int = 0  # hour-of-day input-context buckets (0: off)
+    gap_buckets: int = 4  # time-gap transfer-context buckets (0: off)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.split not in ("leave_one_out", "random"):
+            raise ValueError(f"config.data.split={self.split!r}: use 'leave_one_out' or 'random'")
+        if self.duration_proxy not in ("none", "prev_gap"):
+            raise ValueError(
+                f"config.data.duration_proxy={self.duration_proxy!r}: use 'none' or 'prev_gap'"
+            )
+        if self.max_len < 1:
+            raise ValueError(f"config.data.max_len={self.max_len} must be >= 1")
+        if self.hour_buckets < 0 or (self.hour_buckets and 24 % self.hour_buckets):
+            raise ValueError(f"config.data.hour_buckets={self.hour_buckets} must divide 24")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A prepared dataset. Event arrays are sorted by (user, time); ``offsets`` is CSR."""
+
+    n_users: int
+    n_items: int
+    n_input_contexts: int
+    n_transfer_contexts: int
+    item_ids: np.ndarray  # raw id of item 1..n_items (index 0 unused)
+    offsets: np.ndarray  # [n_users + 1]
+    user: np.ndarray
+    item: np.ndarray  # mapped id, 0 = unknown
+    timestamp: np.ndarray
+    split: np.ndarray
+    in_ctx: np.ndarray
+    dur: np.ndarray
+    dur_ok: np.ndarray
+    rating: np.ndarray
+    rating_ok: np.ndarray
+    dur_mean: np.ndarray  # per user
+    dur_std: np.ndarray
+    dur_user_ok: np.ndarray
+    gap_edges: np.ndarray
+    log_popularity: np.ndarray  # [n_items + 1], log of add-one-smoothed train frequency
+    has_durations: bool
+    has_ratings: bool
+    info: dict[str, Any]
+    max_len: int
+
+
+def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
+    """Runs steps 1-3 of the module docstring; windows and examples are built on demand."""
+    for col in ("user", "item", "timestamp"):
+        if col not in events.columns:
+            raise ValueError(f"event table has no {col!r} column (columns: {list(events.columns)})")
+    if len(events) == 0:
+        raise ValueError("event table is empty")
+    user_codes, _ = pd.factorize(events["user"], sort=False)
+    ts = events["timestamp"].to_numpy(np.float64)
+    order = np.lexsort((ts, user_codes))  # stable: equal keys keep file order
+    user = user_codes[order].astype(np.int64)
+    ts = ts[order]
+    n_users = int(user.max()) + 1
+    counts = np.bincount(user, minlength=n_users)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    pos_in_user = np.arange(len(user)) - offsets[user]
+
+    split = np.full(len(user), TRAIN, np.int8)
+    if cfg.split == "leave_one_out":
+        eligible = counts[user] >= max(cfg.min_user_events, 3)
+        split[eligible & (pos_in_user == counts[user] - 1)] = TEST
+        split[eligible & (pos_in_user == counts[user] - 2)] = VALID
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        r = rng.random(len(user))
+        split[r < cfg.random_test_ratio] = TEST
+        split[(r >= cfg.random_test_ratio) & (r < cfg.random_test_ratio + cfg.random_valid_ratio)] = (
+            VALID
+        )
+    is_train = split == TRAIN
+
+    raw_item = events["item"].to_numpy()[order]
+    train_items = pd.unique(raw_item[is_train])
+    item_index = pd.Index(train_items)
+    item = item_index.get_indexer(raw_item) + 1  # -1 (unknown) -> 0
+    n_items = len(train_items)
+    item_ids = np.concatenate([np.array([None], dtype=object), np.asarray(train_items, object)])
+
+    # Durations: a real column, else an optional causal proxy, else none.
+    info: dict[str, Any] = {}
+    if "duration" in events.columns:
+        raw_dur = events["duration"].to_numpy(np.float64)[order]
+        info["duration_source"] = "column"
+    elif cfg.duration_proxy == "prev_gap":
+        prev_ts = np.where(pos_in_user > 0, np.roll(ts, 1), np.nan)
+        raw_dur = ts - prev_ts
+        info["duration_source"] = "prev_gap (time since the user's previous event)"
+    else:
+        raw_dur = np.full(len(user), np.nan)
+        info["duration_source"] = "none"
+    dur, dur_ok = transform_durations(raw_dur, cfg.duration_transform)
+    dur_mean, dur_std, dur_user_ok = fit_user_stats(
+        user, dur, dur_ok, is_train, n_users, cfg.duration_min_events
+    )
+    has_durations = bool(dur_ok.any())
+    info["duration_coverage"] = float(dur_ok.mean())
+    info["users_with_duration_stats"] = float(dur_user_ok.mean())
+
+    # Input contexts: behaviour type x hour-of-day bucket.
+    n_beh = 1
+    beh_idx = np.zeros(len(user), np.int64)
+    if cfg.use_behavior and "behavior" in events.columns:
+        raw_beh = events["behavior"].to_numpy()[order]
+        vocab = pd.Index(pd.unique(raw_beh[is_train]))
+        beh_idx = vocab.get_indexer(raw_beh) + 1  # 0: a behaviour unseen in training
+        n_beh = len(vocab) + 1
+        info["behaviors"] = [str(v) for v in vocab]
+    n_hours = max(cfg.hour_buckets, 1)
+    hour_idx = np.zeros(len(user), np.int64)
+    if cfg.hour_buckets:
+        hour = np.floor(np.mod(ts, 86400.0) / 3600.0).astype(np.int64)
+        hour_idx = hour // (24 // cfg.hour_buckets)
+    in_ctx = (beh_idx * n_hours + hour_idx).astype(np.int32)
+
+    # Transfer-context edges: quantiles of the log time gap between consecutive training events.
+    gap_edges = np.zeros(0)
+    if cfg.gap_buckets > 1:
+        tr_gaps = _gaps_within(ts[is_train], user[is_train])
+        tr_gaps = tr_gaps[np.isfinite(tr_gaps)]
+        if len(tr_gaps):
+            qs = np.linspace(0, 1, cfg.gap_buckets + 1)[1:-1]
+            gap_edges = np.unique(np.quantile(np.log1p(np.maximum(tr_gaps, 0)), qs))
+    n_tr = 1 + (len(gap_edges) + 1 if cfg.gap_buckets > 1 else 0)
+
+    if "rating" in events.columns:
+        rating = events["rating"].to_numpy(np.float32)[order]
+        rating_ok = np.isfinite(rating)
+    else:
+        rating = np.zeros(len(user), np.float32)
+        rating_ok = np.zeros(len(user), bool)
+
+    pop = np.bincount(item[is_train], minlength=n_items + 1).astype(np.float64)
+    pop[1:] += 1.0
+    pop[0] = 0.0
+    with np.errstate(divide="ignore"):
+        log_popularity = np.log(pop / pop.sum()).astype(np.float32)
+
+    info.update(
+        n_users=n_users,
+        n_items=n_items,
+        n_events=int(len(user)),
+        n_train=int(is_train.sum()),
+        n_valid=int((split == VALID).sum()),
+        n_test=int((split == TEST).sum()),
+        unknown_valid_targets=int(((split == VALID) & (item == 0)).sum()),
+        unknown_test_targets=int(((split == TEST) & (item == 0)).sum()),
+    )
+    return Prepared(
+        n_users=n_users,
+        n_items=n_items,
+        n_input_contexts=int(n_beh * n_hours),
+        n_transfer_contexts=int(n_tr),
+        item_ids=item_ids,
+        offsets=offsets,
+        user=user,
+        item=item.astype(np.int32),
+        timestamp=ts,
+        split=split,
+        in_ctx=in_ctx,
+        dur=dur,
+        dur_ok=dur_ok,
+        rating=rating,
+        rating_ok=rating_ok,
+        dur_mean=dur_mean,
+        dur_std=dur_std,
+        dur_user_ok=dur_user_ok,
+        gap_edges=gap_edges,
+        log_popularity=log_popularity,
+        has_durations=has_durations,
+        has_ratings=bool(rating_ok.any()),
+        info=info,
+        max_len=cfg.max_len,
+    )
+
+
+def _gaps_within(ts: np.ndarray, user: np.ndarray) -> np.ndarray:
+    """Time since the previous event of the same user in the given (sorted) sequence."""
+    gaps = np.full(len(ts), np.nan)
+    if len(ts) > 1:
+        same = user[1:] == user[:-1]
+        gaps[1:] = np.where(same, ts[1:] - ts[:-1], np.nan)
+    return gaps
+
+
+def _gap_buckets(gaps: np.ndarray, edges: np.ndarray, enabled: bool) -> np.ndarray:
+    """0 for a first event (no previous one), else 1 + the bucket of log1p(gap)."""
+    if not enabled:
+        return np.zeros(len(gaps), np.int32)
+    b = 1 + np.searchsorted(edges, np.log1p(np.maximum(np.nan_to_num(gaps, nan=0.0), 0)))
+    return np.where(np.isfinite(gaps), b, 0).astype(np.int32)
+
+
+FIELDS = ("items", "mask", "reset", "in_ctx", "tr_ctx", "dur", "dur_ok")
+USER_FIELDS = ("dur_mean", "dur_std", "dur_user_ok")
+
+
+def _empty(n: int, length: int, with_targets: bool) -> dict[str, np.ndarray]:
+    a = {
+        "items": np.zeros((n, length), np.int32),
+        "mask": np.zeros((n, length), bool),
+        "reset": np.zeros((n, length), bool),
+        "in_ctx": np.zeros((n, length), np.int32),
+        "tr_ctx": np.zeros((n, length), np.int32),
+        "dur": np.zeros((n, length), np.float32),
+        "dur_ok": np.zeros((n, length), bool),
+        "dur_mean": np.zeros((n, length), np.float32),
+        "dur_std": np.ones((n, length), np.float32),
+        "dur_user_ok": np.zeros((n, length), bool),
+    }
+    if with_targets:
+        a["targets"] = np.zeros((n, length), np.int32)
+        a["rating_target"] = np.zeros((n, length), np.float32)
+        a["rating_ok"] = np.zeros((n, length), bool)
+    return a
+
+
+def _fill(a: dict, row: int, p: Prepared, idx: np.ndarray, gaps: np.ndarray, u: int) -> None:
+    """Writes the events ``idx`` (global positions) as the inputs of ``row``."""
+    n = len(idx)
+    a["items"][row, :n] = p.item[idx]
+    a["mask"][row, :n] = p.item[idx] > 0
+    a["reset"][row, 0] = True
+    a["in_ctx"][row, :n] = p.in_ctx[idx]
+    a["tr_ctx"][row, :n] = _gap_buckets(gaps, p.gap_edges, p.n_transfer_contexts > 1)
+    a["dur"][row, :n] = p.dur[idx]
+    a["dur_ok"][row, :n] = p.dur_ok[idx]
+    a["dur_mean"][row, :n] = p.dur_mean[u]
+    a["dur_std"][row, :n] = p.dur_std[u]
+    a["dur_user_ok"][row, :n] = p.dur_user_ok[u]
+
+
+def train_windows(p: Prepared) -> dict[str, np.ndarray]:
+    """All training windows as arrays ``[W, L]`` (inputs) with next-event targets.
+
+    Unknown items cannot occur here (the vocabulary is the training items). A window holds
+    at most ``L + 1`` consecutive training events: ``L`` inputs, each with the next as target.
+    """
+    L = p.max_len
+    spans = []  # (user, start, stop) in the user's list of training positions
+    train_pos = []
+    for u in range(p.n_users):
+        lo, hi = p.offsets[u], p.offsets[u + 1]
+        pos = lo + np.flatnonzero(p.split[lo:hi] == TRAIN)
+        train_pos.append(pos)
+        stop = len(pos)
+        while stop >= 2:
+            start = max(0, stop - (L + 1))
+            spans.append((u, start, stop))
+            stop = start + 1 if start > 0 else 0
+    a = _empty(len(spans), L, with_targets=True)
+    a["user"] = np.zeros(len(spans), np.int64)
+    for row, (u, start, stop) in enumerate(spans):
+        pos = train_pos[u][start:stop]
+        inp, tgt = pos[:-1], pos[1:]
+        gaps = _gaps_within(p.timestamp[inp], p.user[inp])
+        _fill(a, row, p, inp, gaps, u)
+        n = len(inp)
+        a["targets"][row, :n] = p.item[tgt]
+        a["rating_target"][row, :n] = p.rating[tgt]
+        a["rating_ok"][row, :n] = p.rating_ok[tgt]
+        a["user"][row] = u
+    return a
+
+
+def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[str, np.ndarray]:
+    """Evaluation examples of ``split`` ("valid" or "test").
+
+    Returns window arrays ``[E, L]`` (the last ``L`` visible events before the target),
+    ``target``/``target_rating``/``target_rating_ok``/``user`` ``[E]`` and the exclusion
+    history as CSR (``hist_offsets [E+1]``, ``hist_items``): every visible event before the
+    target, not only the last ``L``.
+    """
+    code = SPLITS[split]
+    visible = {VALID: (TRAIN,), TEST: (TRAIN, VALID)}[code]
+    L = p.max_len
+    tgt_pos = np.flatnonzero(p.split == code)
+    if drop_unknown:
+        tgt_pos = tgt_pos[p.item[tgt_pos] > 0]
+    a = _empty(len(tgt_pos), L, with_targets=False)
+    hist_offsets = np.zeros(len(tgt_pos) + 1, np.int64)
+    hist_chunks = []
+    vis_mask = np.isin(p.split, visible)
+    for row, j in enumerate(tgt_pos):
+        u = int(p.user[j])
+        lo = p.offsets[u]
+        before = lo + np.flatnonzero(vis_mask[lo:j])
+        before = before[p.item[before] > 0]
+        hist_chunks.append(p.item[before])
+        hist_offsets[row + 1] = hist_offsets[row] + len(before)
+        inp = before[-L:]
+        if len(inp):
+            gaps = _gaps_within(p.timestamp[inp], p.user[inp])
+            if len(before) > len(inp):  # the first input's gap to its (dropped) predecessor
+                gaps[0] = p.timestamp[inp[0]] - p.timestamp[before[-L - 1]]
+            _fill(a, row, p, inp, gaps, u)
+    a["target"] = p.item[tgt_pos].astype(np.int32)
+    a["target_rating"] = p.rating[tgt_pos]
+    a["target_rating_ok"] = p.rating_ok[tgt_pos] & (p.item[tgt_pos] > 0)
+    a["user"] = p.user[tgt_pos]
+    a["hist_offsets"] = hist_offsets
+    a["hist_items"] = (
+        np.concatenate(hist_chunks).astype(np.int32) if hist_chunks else np.zeros(0, np.int32)
+    )
+    return a
+
+
+def iterate_train_batches(
+    windows: Mapping[str, np.ndarray], batch_size: int, seed: int, epoch: int, start_batch: int = 0
+) -> Iterator[dict[str, np.ndarray]]:
+    """Shuffled fixed-size batches of one epoch; the order depends only on (seed, epoch), so a
+    resumed run sees exactly the batches the uninterrupted run would have seen. The last
+    batch is padded with empty rows (all masked) to keep one compiled shape."""
+    n = len(windows["items"])
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    n_batches = -(-n // batch_size)
+    for b in range(start_batch, n_batches):
+        idx = perm[b * batch_size : (b + 1) * batch_size]
+        yield {k: _take_pad(v, idx, batch_size) for k, v in windows.items() if k != "user"}
+
+
+def n_train_batches(windows: Mapping[str, np.ndarray], batch_size: int) -> int:
+    return -(-len(windows["items"]) // batch_size)
+
+
+def _take_pad(v: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
+    out = v[idx]
+    if len(idx) < size:
+        pad = np.zeros((size - len(idx),) + v.shape[1:], v.dtype)
+        out = np.concatenate([out, pad])
+    return out
+
+
+def iterate_eval_batches(
+    ex: Mapping[str, np.ndarray], batch_size: int
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, int]]:
+    """Fixed-size chunks of evaluation examples: ``(inputs, hist_BxM, n_real)``; the history
+    width M is rounded up to a power of two so few shapes are compiled."""
+    n = len(ex["target"])
+    keys = FIELDS + USER_FIELDS + ("target",)
+    for lo in range(0, n, batch_size):
+        idx = np.arange(lo, min(lo + batch_size, n))
+        batch = {k: _take_pad(ex[k], idx, batch_size) for k in keys}
+        starts, ends = ex["hist_offsets"][idx], ex["hist_offsets"][idx + 1]
+        width = int(max(1, (ends - starts).max(initial=1)))
+        width = 1 << (width - 1).bit_length()
+        hist = np.zeros((batch_size, max(width, 16)), np.int32)
+        for r, (s, e) in enumerate(zip(starts, ends)):
+            hist[r, : e - s] = ex["hist_items"][s:e]
+        yield batch, hist, len(idx)

@@ -1,0 +1,138 @@
+"""Full-ranking evaluation: exact ranks over the whole catalogue, in bounded memory.
+
+`rank_and_topk` scores a chunk of users against the catalogue in item chunks of fixed size, so
+memory is ``O(users_per_chunk x item_chunk)`` whatever the catalogue size. It returns, per
+user, the exact 0-based rank of the target and the top-``K`` items, never sampling.
+
+Ties count against the model: the rank is the number of items scored strictly higher plus the
+number of *other* items scored equal, so a model that scores everything equal ranks the target
+last, not first. Items of the user's history are removed before ranking when
+``exclude_history`` is on; a target that is itself in the history is then a miss (recommending
+it was ruled out), and so is a target the model cannot score (never seen in training).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("n_items", "kmax", "item_chunk", "exclude_history"))
+def rank_and_topk(
+    u_BxD: Array,
+    v_DxN: Array,
+    c_N: Array,
+    target_B: Array,
+    hist_BxM: Array,
+    *,
+    n_items: int,
+    kmax: int,
+    item_chunk: int,
+    exclude_history: bool,
+) -> tuple[Array, Array]:
+    """Exact rank of ``target`` among items ``1..n_items`` and the top-``kmax`` item ids.
+
+    ``v_DxN, c_N`` cover ids ``0..n_items`` (id 0 is padding, never ranked); ``hist`` holds
+    each user's history item ids padded with 0. A target id of 0 (unknown item) or an excluded
+    target gets rank ``n_items`` (a miss at every cutoff).
+    """
+    b = u_BxD.shape[0]
+    n_cols = v_DxN.shape[1]
+    n_chunks = -(-n_cols // item_chunk)
+    pad = n_chunks * item_chunk - n_cols
+    v = jnp.pad(v_DxN, ((0, 0), (0, pad)))
+    c = jnp.pad(c_N, (0, pad))
+    t_score = jnp.sum(u_BxD * v_DxN[:, target_B].T, -1) + c_N[target_B]
+    rows = jnp.arange(b)[:, None]
+    if exclude_history:
+        target_in_hist = jnp.any((hist_BxM == target_B[:, None]) & (hist_BxM > 0), axis=1)
+    else:
+        target_in_hist = jnp.zeros((b,), bool)
+
+    def body(carry, i):
+        greater, equal, top_v, top_i = carry
+        off = i * item_chunk
+        vc = jax.lax.dynamic_slice_in_dim(v, off, item_chunk, axis=1)
+        cc = jax.lax.dynamic_slice_in_dim(c, off, item_chunk)
+        s = u_BxD @ vc + cc
+        ids = off + jnp.arange(item_chunk)
+        s = jnp.where((ids == 0) | (ids > n_items), -jnp.inf, s)
+        if exclude_history:
+            # Out-of-chunk ids go to an index past the end (dropped); a negative index would
+            # wrap around instead.
+            local = hist_BxM - off
+            local = jnp.where((local >= 0) & (local < item_chunk), local, item_chunk)
+            s = s.at[rows, local].set(-jnp.inf, mode="drop")
+        greater = greater + jnp.sum(s > t_score[:, None], axis=1)
+        equal = equal + jnp.sum((s == t_score[:, None]) & (ids != target_B[:, None]), axis=1)
+        cv, ci = jax.lax.top_k(s, min(kmax, item_chunk))
+        mv, mi = jax.lax.top_k(jnp.concatenate([top_v, cv], 1), kmax)
+        top_i = jnp.take_along_axis(jnp.concatenate([top_i, ci + off], 1), mi, axis=1)
+        return (greater, equal, mv, top_i), None
+
+    init = (
+        jnp.zeros((b,), jnp.int32),
+        jnp.zeros((b,), jnp.int32),
+        jnp.full((b, kmax), -jnp.inf, u_BxD.dtype),
+        jnp.zeros((b, kmax), jnp.int32),
+    )
+    (greater, equal, _, top_i), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
+    rank = greater + equal
+    miss = (target_B == 0) | target_in_hist | ~jnp.isfinite(t_score)
+    return jnp.where(miss, n_items, rank), top_i
+
+
+def ranking_metrics(
+    rank_E: np.ndarray,
+    topk_ExK: np.ndarray,
+    user_E: np.ndarray,
+    ks: tuple[int, ...],
+    n_items: int,
+    prefix: str,
+) -> dict[str, float]:
+    """Metrics at each cutoff K from exact 0-based ranks of one held-out item per example.
+
+    * ``hr@K``: share of examples whose target ranks in the top K;
+    * ``ndcg@K``: mean of ``1 / log2(rank + 2)`` over hits (one relevant item, so IDCG = 1);
+    * ``mrr@K``: mean of ``1 / (rank + 1)`` over hits (0 beyond K);
+    * ``precision@K``: hits / K (one relevant item per list); ``recall@K``: hits / 1;
+    * ``user_coverage@K``: share of evaluated users with at least one hit;
+    * ``item_coverage@K``: share of the catalogue that appears in at least one top-K list.
+    """
+    rank = np.asarray(rank_E, np.int64)
+    out: dict[str, float] = {f"{prefix}/n_examples": float(len(rank))}
+    if len(rank) == 0:
+        return out
+    users = np.asarray(user_E)
+    uniq_users, inv = np.unique(users, return_inverse=True)
+    for k in ks:
+        hit = rank < k
+        out[f"{prefix}/hr@{k}"] = float(hit.mean())
+        out[f"{prefix}/ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0).mean())
+        out[f"{prefix}/mrr@{k}"] = float(np.where(hit, 1.0 / (rank + 1.0), 0.0).mean())
+        out[f"{prefix}/precision@{k}"] = float(hit.mean() / k)
+        out[f"{prefix}/recall@{k}"] = float(hit.mean())
+        user_hit = np.zeros(len(uniq_users), bool)
+        np.logical_or.at(user_hit, inv, hit)
+        out[f"{prefix}/user_coverage@{k}"] = float(user_hit.mean())
+        recommended = np.unique(np.asarray(topk_ExK)[:, :k])
+        recommended = recommended[(recommended > 0) & (recommended <= n_items)]
+        out[f"{prefix}/item_coverage@{k}"] = float(len(recommended) / n_items)
+    return out
+
+
+def rating_metrics(pred_E: np.ndarray, true_E: np.ndarray, prefix: str) -> dict[str, float]:
+    """RMSE and MAE of rating predictions."""
+    pred, true = np.asarray(pred_E, np.float64), np.asarray(true_E, np.float64)
+    if len(pred) == 0:
+        return {}
+    err = pred - true
+    return {
+        f"{prefix}/rmse": float(np.sqrt(np.mean(err**2))),
+        f"{prefix}/mae": float(np.mean(np.abs(err))),
+    }

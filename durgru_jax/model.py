@@ -1,0 +1,282 @@
+"""The duration-aware recommender of paper 000 (Sections 3.1-3.4).
+
+Flax NNX modules only *hold* the parameters (`DurGRU`); all computation is in pure functions
+of a parameter pytree (`encode`, `score_factors`, `losses`), which the training loop jits.
+
+Shape legend: B rows, T time steps, E item-embedding size, H hidden size, N catalogue size
+plus one (item id 0 is padding and is never scored), S sampled negatives, K negatives per
+step of the auxiliary loss, D size of the user vector that meets the item factors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from durgru_jax import cells
+from durgru_jax.config import LossConfig, ModelConfig
+from durgru_jax.duration import duration_factor
+
+Array = jax.Array
+Params = dict[str, Any]
+Batch = dict[str, Array]
+
+
+class _Group(nnx.Module):
+    """A named group of parameters (one `nnx.Param` per array)."""
+
+    def __init__(self, arrays: dict[str, Array]):
+        for name, value in arrays.items():
+            setattr(self, name, nnx.Param(value))
+
+
+class DurGRU(nnx.Module):
+    """Parameter container of the duration-aware (a)GRU recommender.
+
+    ``item_emb``: p_i of eq. (6) / x_t of eq. (10), ``[N, E]``; ``cell``: the GRU or aGRU
+    matrices; ``out``: W_0 of eq. (12) (``w [H, N]`` and ``b [N]``, or with tied output a
+    projection ``[H, E]`` onto the item embeddings); ``aux``: the auxiliary network of
+    eq. (13), ``[H, E]``; ``rating``: the optional rating head.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        n, e, h = cfg.n_items + 1, cfg.embed_dim, cfg.hidden_dim
+        k_emb, k_cell, k_out, k_aux, k_rat = jax.random.split(rngs.params(), 5)
+        glorot = jax.nn.initializers.glorot_uniform()
+        self.item_emb = nnx.Param(jax.random.normal(k_emb, (n, e)) * (1.0 / np.sqrt(e)))
+        if cfg.cell == "gru":
+            cell = cells.init_gru(k_cell, e, h)
+        else:
+            cell = cells.init_agru(k_cell, e, h, cfg.n_input_contexts, cfg.n_transfer_contexts)
+        self.cell = _Group(cell)
+        if cfg.tie_output:
+            out = {"proj": glorot(k_out, (h, e)), "b": jnp.zeros((n,))}
+        else:
+            out = {"w": glorot(k_out, (h, n)), "b": jnp.zeros((n,))}
+        self.out = _Group(out)
+        self.aux = _Group({"w": glorot(k_aux, (h, e))})
+        if cfg.rating_head:
+            self.rating = _Group(
+                {"w": glorot(k_rat, (h, e)), "b_item": jnp.zeros((n,)), "mu": jnp.zeros(())}
+            )
+
+
+def init_params(cfg: ModelConfig, seed: int) -> Params:
+    """A pure parameter pytree (nested dict of arrays) for `cfg`."""
+    model = DurGRU(cfg, rngs=nnx.Rngs(params=seed))
+    return nnx.state(model, nnx.Param).to_pure_dict()
+
+
+def _dropout(x: Array, rate: float, key: Array | None) -> Array:
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def encode(
+    params: Params, cfg: ModelConfig, batch: Batch, key: Array | None = None
+) -> tuple[Array, Array]:
+    """Runs the cell over ``batch``; returns ``(hs_BxTxH, h_last_BxH)``.
+
+    ``key`` switches dropout on (training): dropout acts on the item embeddings that enter the
+    cell and on the hidden states that leave it. ``hs`` at step t depends only on events
+    ``<= t``.
+    """
+    k_in, k_out = (None, None) if key is None else tuple(jax.random.split(key))
+    mask, reset = batch["mask"], batch["reset"]
+    x_BxTxE = params["item_emb"][batch["items"]] * mask[..., None]
+    x_BxTxE = _dropout(x_BxTxE, cfg.dropout, k_in)
+    if cfg.duration_mode == "none":
+        alpha_BxT = jnp.ones(mask.shape, x_BxTxE.dtype)
+    else:
+        alpha_BxT = duration_factor(
+            batch["dur"], batch["dur_ok"], batch["dur_mean"], batch["dur_std"], batch["dur_user_ok"]
+        )
+    p = params["cell"]
+    b, h = mask.shape[0], cfg.hidden_dim
+    h0 = jnp.zeros((b, h), x_BxTxE.dtype)
+    mode = cfg.duration_mode
+    if cfg.cell == "gru":
+        xp = cells.gru_inputs(p, x_BxTxE, alpha_BxT, mode)
+
+        def step(h_prev, xp_t, a_t):
+            return cells.gru_step(p, h_prev, xp_t, a_t, mode)
+
+        xs = (xp, alpha_BxT)
+    else:
+        xc, xz, s, sv = cells.agru_inputs(
+            p, x_BxTxE, alpha_BxT, batch["in_ctx"], mask, reset, mode, cfg.relevance
+        )
+
+        def step(h_prev, xc_t, xz_t, s_t, sv_t, tr_t, a_t):
+            return cells.agru_step(p, h_prev, xc_t, xz_t, s_t, sv_t, tr_t, a_t, mode, cfg.relevance)
+
+        xs = (xc, xz, s, sv, batch["tr_ctx"], alpha_BxT)
+    h_last, hs = cells.run_cell(step, h0, xs, mask, reset, unroll=cfg.scan_unroll)
+    return _dropout(hs, cfg.dropout, k_out), h_last
+
+
+def score_factors(params: Params, cfg: ModelConfig) -> tuple[Array, Array]:
+    """Item factors ``(V_DxN, c_N)`` of eq. (12): scores are ``user_vector(h) @ V + c``.
+
+    Eq. (12) puts a sigmoid on the scores; it is monotone, so rankings use the logits (a
+    float32 sigmoid saturates to exactly 1.0 and would create false ties).
+    """
+    out = params["out"]
+    if cfg.tie_output:
+        return params["item_emb"].T, out["b"]
+    return out["w"], out["b"]
+
+
+def user_vector(params: Params, cfg: ModelConfig, h: Array) -> Array:
+    return h @ params["out"]["proj"] if cfg.tie_output else h
+
+
+def predict_rating(params: Params, h_xH: Array, item_x: Array) -> Array:
+    """Rating of ``item`` given the state before it: ``mu + b_i + <h W_r, p_i>``."""
+    r = params["rating"]
+    return r["mu"] + r["b_item"][item_x] + jnp.sum((h_xH @ r["w"]) * params["item_emb"][item_x], -1)
+
+
+# --------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------
+
+
+def sample_negatives(
+    key: Array, positives: Array, n_items: int, k: int, log_popularity: Array | None
+) -> Array:
+    """``k`` negative item ids per positive (ids in ``1..n_items``), never equal to it.
+
+    Uniform: ``neg = 1 + (pos - 1 + u) mod n_items`` with ``u`` uniform in ``1..n_items-1``,
+    which is exactly uniform over the other items. Popularity: a draw from the popularity
+    distribution; a draw that hits the positive is replaced by a uniform draw.
+    """
+    shape = positives.shape + (k,)
+    k_u, k_p = jax.random.split(key)
+    pos = positives[..., None]
+    shift = jax.random.randint(k_u, shape, 1, max(n_items, 2))
+    uniform = 1 + (pos - 1 + shift) % n_items
+    if log_popularity is None:
+        return uniform
+    draw = 1 + jax.random.categorical(k_p, log_popularity, shape=shape)
+    return jnp.where(draw == pos, uniform, draw)
+
+
+def full_softmax_loss(u_MxD: Array, v_DxN: Array, c_N: Array, target_M: Array) -> Array:
+    """Per-row softmax cross-entropy over all items (id 0, padding, excluded)."""
+    logits = u_MxD @ v_DxN + c_N
+    logits = logits.at[:, 0].set(-jnp.inf)
+    tgt = jnp.take_along_axis(logits, target_M[:, None], axis=1)[:, 0]
+    return jax.nn.logsumexp(logits, axis=1) - tgt
+
+
+def sampled_softmax_loss(
+    key: Array,
+    u_MxD: Array,
+    v_DxN: Array,
+    c_N: Array,
+    target_M: Array,
+    valid_M: Array,
+    n_sampled: int,
+    log_q_N: Array,
+    popularity_N: Array,
+) -> Array:
+    """Sampled softmax over the positive, the batch's other targets and ``n_sampled`` shared
+    negatives drawn from ``q``, with log-Q correction.
+
+    Each candidate's logit is reduced by the log of its expected count in the candidate pool,
+    ``log(M_valid p_j + S q_j)``, where ``p`` is the training target frequency (in-batch
+    negatives are drawn by popularity) and ``q`` the sampler; candidates equal to the row's
+    target (accidental hits) and padding are removed.
+    """
+    sampled = jax.random.categorical(key, log_q_N, shape=(n_sampled,))
+    pool = jnp.concatenate([jnp.where(valid_M, target_M, 0), sampled])
+    n_valid = jnp.sum(valid_M)
+    log_count = jnp.log(
+        n_valid * popularity_N + n_sampled * jnp.exp(log_q_N) + 1e-30
+    )  # expected occurrences of each item in the pool
+    u_pos = jnp.sum(u_MxD * v_DxN[:, target_M].T, -1) + c_N[target_M] - log_count[target_M]
+    neg = u_MxD @ v_DxN[:, pool] + c_N[pool] - log_count[pool]
+    neg = jnp.where((pool[None, :] == target_M[:, None]) | (pool[None, :] == 0), -jnp.inf, neg)
+    all_logits = jnp.concatenate([u_pos[:, None], neg], axis=1)
+    return jax.nn.logsumexp(all_logits, axis=1) - u_pos
+
+
+def aux_loss(
+    params: Params, hs_BxTxH: Array, target_BxT: Array, neg_BxTxK: Array, valid_BxT: Array
+) -> Array:
+    """Auxiliary loss, eq. (13), averaged over valid steps.
+
+    For step t: ``-log sigmoid(<h_t W_a, e[t+1]>) - mean_k log(1 - sigmoid(<h_t W_a,
+    e~_k[t+1]>))``, with ``e`` the *input* item embeddings (as DIEN's auxiliary network).
+    With one negative (the default) this is exactly eq. (13)'s summand.
+    """
+    a_BxTxE = hs_BxTxH @ params["aux"]["w"]
+    emb = params["item_emb"]
+    pos = jnp.sum(a_BxTxE * emb[target_BxT], -1)
+    neg = jnp.einsum("bte,btke->btk", a_BxTxE, emb[neg_BxTxK])
+    per_step = jax.nn.softplus(-pos) + jnp.mean(jax.nn.softplus(neg), axis=-1)
+    w = valid_BxT.astype(per_step.dtype)
+    return jnp.sum(per_step * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def losses(
+    params: Params,
+    cfg: ModelConfig,
+    loss_cfg: LossConfig,
+    batch: Batch,
+    key: Array,
+    log_popularity: Array,
+    train: bool = True,
+) -> tuple[Array, dict[str, Array]]:
+    """Eq. (14): ``L' = L_target + alpha L_aux`` (+ the rating MSE on rating data).
+
+    Returns the scalar loss and its parts. Every average is over valid steps only (a step is
+    valid when it is a real event and has a next item).
+    """
+    k_drop, k_aux, k_samp = jax.random.split(key, 3)
+    hs, _ = encode(params, cfg, batch, k_drop if train else None)
+    target = batch["targets"]
+    valid = batch["mask"] & (target > 0)
+    n_valid = jnp.maximum(jnp.sum(valid), 1)
+    b, t, hdim = hs.shape
+    u = user_vector(params, cfg, hs).reshape(b * t, -1)
+    v, c = score_factors(params, cfg)
+    tgt_flat, valid_flat = target.reshape(-1), valid.reshape(-1)
+    if loss_cfg.target == "full":
+        per = full_softmax_loss(u, v, c, tgt_flat)
+    else:
+        log_q = log_popularity if loss_cfg.sampler == "popularity" else _log_uniform(cfg.n_items)
+        per = sampled_softmax_loss(
+            k_samp, u, v, c, tgt_flat, valid_flat, loss_cfg.n_sampled, log_q, jnp.exp(log_popularity)
+        )
+    per = jnp.where(valid_flat, per, 0.0)
+    target_loss = jnp.sum(per) / n_valid
+    parts = {"target_loss": target_loss}
+    total = target_loss
+    if loss_cfg.aux_weight > 0:
+        aux_logp = log_popularity[1:] if loss_cfg.aux_sampler == "popularity" else None
+        neg = sample_negatives(k_aux, target, cfg.n_items, loss_cfg.aux_negatives, aux_logp)
+        aux = aux_loss(params, hs, target, neg, valid)
+        parts["aux_loss"] = aux
+        total = total + loss_cfg.aux_weight * aux
+    if cfg.rating_head and loss_cfg.rating_weight > 0:
+        pred = predict_rating(params, hs, target)
+        rok = valid & batch["rating_ok"]
+        err = jnp.where(rok, pred - batch["rating_target"], 0.0)
+        mse = jnp.sum(err**2) / jnp.maximum(jnp.sum(rok), 1)
+        parts["rating_mse"] = mse
+        total = total + loss_cfg.rating_weight * mse
+    parts["loss"] = total
+    return total, parts
+
+
+def _log_uniform(n_items: int) -> Array:
+    lq = jnp.full((n_items + 1,), -jnp.log(float(n_items)))
+    return lq.at[0].set(-jnp.inf)

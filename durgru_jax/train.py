@@ -1,0 +1,391 @@
+"""Training, model selection and evaluation of one run.
+
+`train_and_evaluate(config, workdir)`:
+
+* writes ``config.json``, appends to ``metrics.jsonl``, checkpoints to ``ckpt/latest`` (for
+  resuming) and ``ckpt/best`` (best validation metric), and finally ``results.json``;
+* resumes automatically from ``ckpt/latest``. Batches depend only on ``(seed, epoch)`` and the
+  step's randomness on ``fold_in(seed, step)``, so a resumed run replays the uninterrupted
+  one exactly;
+* stops early on the validation metric and reports test metrics of the best checkpoint (the
+  test set is never used for any decision);
+* stops with `NonFiniteLossError` on a NaN/Inf loss, before any checkpoint of the broken state
+  is written, so ``ckpt/latest`` keeps the last good state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from durgru_jax import model as model_lib
+from durgru_jax.config import ModelConfig, RunConfig, from_config
+from durgru_jax.data import dataset as ds
+from durgru_jax.data.sources import load_prepared
+from durgru_jax.metrics import rank_and_topk, ranking_metrics, rating_metrics
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or Inf loss."""
+
+
+def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
+    """optax optimiser with warm-up, schedule and global-norm clipping from ``config.optim``."""
+    lr, warm = cfg.learning_rate, cfg.warmup_steps
+    decay_steps = max(total_steps - warm, 1)
+    if cfg.schedule == "constant":
+        sched = optax.constant_schedule(lr)
+    elif cfg.schedule == "cosine":
+        sched = optax.cosine_decay_schedule(lr, decay_steps)
+    else:
+        sched = optax.linear_schedule(lr, 0.0, decay_steps)
+    if warm:
+        sched = optax.join_schedules([optax.linear_schedule(0.0, lr, warm), sched], [warm])
+    opt = {
+        "adam": lambda: optax.adam(sched),
+        "adamw": lambda: optax.adamw(sched, weight_decay=cfg.weight_decay),
+        "sgd": lambda: optax.sgd(sched),
+        "adagrad": lambda: optax.adagrad(sched),
+    }[cfg.name]()
+    if cfg.clip_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
+    return opt
+
+
+def make_train_step(rc: RunConfig, tx: optax.GradientTransformation, log_popularity: jax.Array):
+    """The jitted train step ``(state, batch) -> (state, metrics)``, state donated."""
+    base_key = jax.random.key(rc.seed)
+
+    def step_fn(state, batch):
+        key = jax.random.fold_in(base_key, state["step"])
+        loss_fn = functools.partial(
+            model_lib.losses,
+            cfg=rc.model,
+            loss_cfg=rc.loss,
+            batch=batch,
+            key=key,
+            log_popularity=log_popularity,
+        )
+        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new_state = {
+            "params": params,
+            "opt_state": opt_state,
+            "step": state["step"] + 1,
+            "finite": state["finite"] & jnp.isfinite(loss),
+        }
+        return new_state, parts
+
+    return jax.jit(step_fn, donate_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _eval_forward(params, cfg: ModelConfig, batch):
+    _, h_last = model_lib.encode(params, cfg, batch)
+    u = model_lib.user_vector(params, cfg, h_last)
+    if cfg.rating_head:
+        rating = model_lib.predict_rating(params, h_last, batch["target"])
+    else:
+        rating = jnp.zeros(h_last.shape[0])
+    return u, rating
+
+
+def evaluate(
+    params, rc: RunConfig, examples: Mapping[str, np.ndarray], n_items: int, prefix: str
+) -> dict[str, float]:
+    """Full-ranking metrics (and RMSE/MAE with a rating head) of ``params`` on ``examples``."""
+    v, c = model_lib.score_factors(params, rc.model)
+    ranks, tops, preds = [], [], []
+    for batch, hist, n in ds.iterate_eval_batches(examples, rc.eval.batch_size):
+        u, rating = _eval_forward(params, rc.model, batch)
+        rank, top = _rank(u, v, c, batch["target"], hist, rc, n_items)
+        ranks.append(np.asarray(rank)[:n])
+        tops.append(np.asarray(top)[:n])
+        preds.append(np.asarray(rating)[:n])
+    return _collect(examples, ranks, tops, preds, rc, n_items, prefix, rc.model.rating_head)
+
+
+def _rank(u, v, c, target, hist, rc: RunConfig, n_items: int):
+    return rank_and_topk(
+        u,
+        v,
+        c,
+        jnp.asarray(target),
+        jnp.asarray(hist),
+        n_items=n_items,
+        kmax=max(rc.eval.ks),
+        item_chunk=min(rc.eval.item_chunk, n_items + 1),
+        exclude_history=rc.eval.exclude_history,
+    )
+
+
+def _collect(examples, ranks, tops, preds, rc, n_items, prefix, with_rating):
+    n = len(examples["target"])
+    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+    top = np.concatenate(tops) if tops else np.zeros((0, max(rc.eval.ks)), np.int64)
+    out = ranking_metrics(rank, top, examples["user"][:n], rc.eval.ks, n_items, prefix)
+    if with_rating:
+        ok = examples["target_rating_ok"]
+        pred = np.concatenate(preds) if preds else np.zeros(0)
+        out.update(rating_metrics(pred[ok], examples["target_rating"][ok], prefix))
+    return out
+
+
+def evaluate_popularity(
+    log_popularity: np.ndarray, rc: RunConfig, examples, n_items: int, prefix: str
+) -> dict[str, float]:
+    """The most-popular ranking (training frequency), through the same evaluation code."""
+    v = jnp.asarray(log_popularity)[None, :]
+    v = jnp.where(jnp.isfinite(v), v, -1e30)
+    c = jnp.zeros(v.shape[1])
+    ranks, tops = [], []
+    for batch, hist, n in ds.iterate_eval_batches(examples, rc.eval.batch_size):
+        u = jnp.ones((len(batch["target"]), 1))
+        rank, top = _rank(u, v, c, batch["target"], hist, rc, n_items)
+        ranks.append(np.asarray(rank)[:n])
+        tops.append(np.asarray(top)[:n])
+    return _collect(examples, ranks, tops, [], rc, n_items, prefix, False)
+
+
+class _Jsonl:
+    def __init__(self, path: str):
+        self.path = path
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")
+
+
+def _jsonable(x):
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.generic, jax.Array)):
+        return np.asarray(x).item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = None) -> dict:
+    """Trains, selects on validation, evaluates on test; returns the results dict.
+
+    ``stop_after_epochs`` ends this call after that many epochs *of this call* without
+    finishing (used to test kill-and-resume); a later call resumes from ``ckpt/latest``.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    cfg_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    _write_json(os.path.join(workdir, "config.json"), cfg_dict)
+    metrics_log = _Jsonl(os.path.join(workdir, "metrics.jsonl"))
+
+    prepared = load_prepared(config.data, seed=int(config.seed))
+    p = prepared
+    logging.info("data: %s", json.dumps(_jsonable(p.info)))
+    if not p.has_durations and config.model.duration_mode != "none":
+        logging.warning(
+            "the data has no durations (source: %s): every duration factor is neutral (0.5), "
+            "so duration_mode=%s only rescales the input by a constant",
+            p.info.get("duration_source"),
+            config.model.duration_mode,
+        )
+    rating_head = p.has_ratings and float(config.loss.rating_weight) > 0
+    rc = from_config(
+        config,
+        n_items=p.n_items,
+        n_input_contexts=p.n_input_contexts if config.model.cell == "agru" else 1,
+        n_transfer_contexts=p.n_transfer_contexts if config.model.cell == "agru" else 1,
+        rating_head=rating_head,
+    )
+    windows = ds.train_windows(p)
+    drop = rc.eval.unknown_targets == "drop"
+    valid_ex = ds.eval_examples(p, "valid", drop_unknown=drop)
+    test_ex = ds.eval_examples(p, "test", drop_unknown=drop)
+    steps_per_epoch = ds.n_train_batches(windows, rc.train.batch_size)
+    total_steps = steps_per_epoch * rc.train.epochs
+    if rc.train.max_steps:
+        total_steps = min(total_steps, rc.train.max_steps)
+    tx = make_optimizer(rc.optim, total_steps)
+    log_pop = jnp.asarray(p.log_popularity)
+    train_step = make_train_step(rc, tx, log_pop)
+
+    params = model_lib.init_params(rc.model, rc.seed)
+    state = {
+        "params": params,
+        "opt_state": tx.init(params),
+        "step": jnp.asarray(0, jnp.int32),
+        "finite": jnp.asarray(True),
+    }
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    ckpt_dir = os.path.abspath(os.path.join(workdir, "ckpt"))
+    latest = ocp.CheckpointManager(os.path.join(ckpt_dir, "latest"), options=options)
+    best = ocp.CheckpointManager(os.path.join(ckpt_dir, "best"), options=options)
+    meta = {
+        "epoch": -1,
+        "best_metric": -math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "train_seconds": 0.0,
+        "train_events": 0,
+        "done": False,
+    }
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    if latest.latest_step() is not None:
+        restored = latest.restore(
+            latest.latest_step(),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        state, meta = restored.state, dict(restored.meta)
+        logging.info("resumed from %s at step %d (epoch %d)", ckpt_dir, int(state["step"]), meta["epoch"])
+
+    sel = rc.train.select_metric
+    epochs_this_call = 0
+    time_start = time.time()
+    while not meta["done"] and meta["epoch"] + 1 < rc.train.epochs:
+        epoch = meta["epoch"] + 1
+        t0 = time.time()
+        events = 0
+        last_log_t, last_log_events = t0, 0
+        step = int(state["step"])  # host copy: reading the device value would sync each step
+        for batch in ds.iterate_train_batches(windows, rc.train.batch_size, rc.seed, epoch):
+            if rc.train.max_steps and step >= rc.train.max_steps:
+                break
+            events += int(np.sum(batch["mask"] & (batch["targets"] > 0)))
+            state, parts = train_step(state, batch)
+            step += 1
+            if step % rc.train.log_every == 0:
+                _check_finite(state, parts, step, epoch, latest)
+                now = time.time()
+                rate = (events - last_log_events) / max(now - last_log_t, 1e-9)
+                done_steps = step - epoch * steps_per_epoch
+                eta = (now - t0) / max(done_steps, 1) * (total_steps - step)
+                record = {k: float(v) for k, v in parts.items()}
+                logging.info(
+                    "step %d/%d epoch %d loss %.4f %s events/s ETA %s",
+                    step,
+                    total_steps,
+                    epoch,
+                    record["loss"],
+                    f"{rate:,.0f}",
+                    _eta(eta),
+                )
+                metrics_log.write({"step": step, "epoch": epoch, "events_per_second": rate}
+                                  | {f"train/{k}": v for k, v in record.items()})
+                last_log_t, last_log_events = now, events
+        jax.block_until_ready(state["params"])
+        _check_finite(state, parts, int(state["step"]), epoch, latest)
+        meta["train_seconds"] += time.time() - t0
+        meta["train_events"] += events
+        meta["epoch"] = epoch
+        step = int(state["step"])
+        stop = bool(rc.train.max_steps and step >= rc.train.max_steps)
+        if (epoch + 1) % rc.train.eval_every_epochs == 0 or stop or epoch + 1 == rc.train.epochs:
+            valid = evaluate(state["params"], rc, valid_ex, p.n_items, "valid")
+            metrics_log.write({"step": step, "epoch": epoch} | valid)
+            if sel not in valid:
+                raise KeyError(f"config.train.select_metric={sel!r} is not among {sorted(valid)}")
+            logging.info("epoch %d step %d %s %.4f", epoch, step, sel, valid[sel])
+            if valid[sel] > meta["best_metric"]:
+                meta.update(best_metric=valid[sel], best_epoch=epoch, bad_epochs=0)
+                best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+                best.wait_until_finished()
+            else:
+                meta["bad_epochs"] += 1
+            if meta["bad_epochs"] >= rc.train.patience:
+                logging.info("early stop: %s did not improve for %d evaluations", sel, meta["bad_epochs"])
+                stop = True
+        if rc.train.time_budget_s and time.time() - time_start >= rc.train.time_budget_s:
+            logging.info("time budget of %.0f s reached", rc.train.time_budget_s)
+            stop = True
+        meta["done"] = stop
+        latest.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        )
+        latest.wait_until_finished()
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            latest.close()
+            best.close()
+            return {"interrupted": True, "epoch": epoch}
+
+    # Final evaluation of the best checkpoint (the last one if validation never ran).
+    best_step = best.latest_step()
+    if best_step is not None:
+        params = best.restore(
+            best_step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)),
+        ).state["params"]
+    else:
+        params = state["params"]
+    metrics = {}
+    metrics.update(evaluate(params, rc, valid_ex, p.n_items, "valid"))
+    metrics.update(evaluate(params, rc, test_ex, p.n_items, "test"))
+    pop = {}
+    pop.update(evaluate_popularity(p.log_popularity, rc, valid_ex, p.n_items, "valid"))
+    pop.update(evaluate_popularity(p.log_popularity, rc, test_ex, p.n_items, "test"))
+    results = {
+        "metrics": metrics,
+        "train": {
+            "seconds": meta["train_seconds"],
+            "events": meta["train_events"],
+            "events_per_second": meta["train_events"] / max(meta["train_seconds"], 1e-9),
+            "steps": int(state["step"]),
+            "epochs": meta["epoch"] + 1,
+            "best_epoch": meta["best_epoch"],
+            "best_step": best_step,
+            "selected_on": sel,
+        },
+        "baselines": {"most_popular": pop},
+        "data": p.info,
+        "model": dataclasses.asdict(rc.model),
+    }
+    _write_json(os.path.join(workdir, "results.json"), results)
+    metrics_log.write({"step": int(state["step"]), "final": True} | metrics)
+    latest.close()
+    best.close()
+    return results
+
+
+def _check_finite(state, parts, step: int, epoch: int, latest: ocp.CheckpointManager) -> None:
+    if bool(state["finite"]):
+        return
+    kept = latest.latest_step()
+    where = (
+        f"the last good checkpoint (step {kept}) is kept in {latest.directory}"
+        if kept is not None
+        else "no checkpoint had been written yet"
+    )
+    raise NonFiniteLossError(
+        f"non-finite training loss by step {step} (epoch {epoch}; last loss "
+        f"{float(parts['loss'])}); stopped without saving the broken state: {where}. "
+        "Try a lower optim.learning_rate or optim.clip_norm > 0."
+    )
