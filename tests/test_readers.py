@@ -346,7 +346,7 @@ def test_unknown_mapping_key_and_bad_options(tmp_path: Path) -> None:
 
 def test_header_only_file(tmp_path: Path) -> None:
     path = _write(tmp_path / "log.csv", "user,item,timestamp\n")
-    with pytest.raises(DataFormatError, match=r"log\.csv: has a header but no data rows"):
+    with pytest.raises(DataFormatError, match=r"log\.csv has a header but no data rows"):
         read_interactions(path)
 
 

@@ -119,9 +119,9 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
         rng = np.random.default_rng(cfg.seed)
         r = rng.random(len(user))
         split[r < cfg.random_test_ratio] = TEST
-        split[(r >= cfg.random_test_ratio) & (r < cfg.random_test_ratio + cfg.random_valid_ratio)] = (
-            VALID
-        )
+        split[
+            (r >= cfg.random_test_ratio) & (r < cfg.random_test_ratio + cfg.random_valid_ratio)
+        ] = VALID
     is_train = split == TRAIN
 
     raw_item = events["item"].to_numpy()[order]

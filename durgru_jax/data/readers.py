@@ -85,7 +85,11 @@ class DataFormatError(ValueError):
             prefix += f": row {row}"
         if column is not None:
             prefix += f": column {column!r}"
-        super().__init__(f"{prefix}: {detail}")
+        # Statements about the whole file read as a sentence: "data/x.csv is empty".
+        joiner = ": "
+        if prefix == self.path and detail.startswith(("is ", "has ")):
+            joiner = " "
+        super().__init__(f"{prefix}{joiner}{detail}")
 
 
 @dataclass(frozen=True)
@@ -173,12 +177,20 @@ def read_movielens(path: str | os.PathLike[str], on_bad_rows: str = "error") -> 
             f"'userId,movieId,rating,timestamp' header, got {first[:80]!r}",
             line=first_line_no,
         )
-    kinds = {"user": "int_id", "item": "int_id", "rating": "required_rating"}
-    kinds["timestamp"] = "number_timestamp"
+    kinds = {
+        "user": "int_id",
+        "item": "int_id",
+        "rating": "required_rating",
+        "timestamp": "number_timestamp",
+    }
     if header:
         names = _split_header(first, sep)
-        mapping = {"user": "userId", "item": "movieId", "rating": "rating"}
-        mapping["timestamp"] = "timestamp"
+        mapping = {
+            "user": "userId",
+            "item": "movieId",
+            "rating": "rating",
+            "timestamp": "timestamp",
+        }
         fields = [
             _Field(canon, _header_index(file, names, col, first_line_no), col, kinds[canon])
             for canon, col in mapping.items()
@@ -242,7 +254,7 @@ def read_interactions(
     data = _read_bytes(path, hint)
     text = _decode_utf8(path, data)
     if not text.strip():
-        raise DataFormatError(path, f"{os.fspath(path)} is empty")
+        raise DataFormatError(path, "is empty")
     first, first_line_no, _ = _first_line(text)
     if sep is None:
         sep = _sniff_sep(path, first, first_line_no, file.suffix.lower())
@@ -293,7 +305,7 @@ def _read_bytes(path: str | os.PathLike[str], hint: str) -> bytes:
         raise DataFormatError(path, "is a directory, expected a file")
     data = file.read_bytes()
     if not data.strip():
-        raise DataFormatError(path, f"{os.fspath(path)} is empty")
+        raise DataFormatError(path, "is empty")
     if data[:2] == b"\x1f\x8b":
         raise DataFormatError(path, "is gzip-compressed; decompress it first")
     if b"\x00" in data:
@@ -432,8 +444,9 @@ def _split_body_fast(
     ok = counts == n_expected
     if not ok.all():
         parts = parts.filter(pa.array(ok))
-    columns = {j: pc.list_element(parts, j) for j in set(wanted)} if len(parts) else {}
-    if not len(parts):
+    if len(parts):
+        columns = {j: pc.list_element(parts, j) for j in set(wanted)}
+    else:
         columns = {j: pa.array([], pa.large_string()) for j in set(wanted)}
     return _Body(locations, counts, n_expected, columns)
 
@@ -472,7 +485,7 @@ def _read_parquet(
     if not file.exists():
         raise FileNotFoundError(f"{os.fspath(path)}: no such file; {hint}")
     if file.is_file() and file.stat().st_size == 0:
-        raise DataFormatError(path, f"{os.fspath(path)} is empty")
+        raise DataFormatError(path, "is empty")
     try:
         parquet = pq.ParquetFile(file)
         names = list(parquet.schema_arrow.names)
@@ -506,7 +519,8 @@ def _assemble(
     """Parse and validate the wanted fields, handle bad rows and build the events frame."""
     n_records = len(body.locations)
     if n_records == 0:
-        raise DataFormatError(path, "has a header but no data rows")
+        header = "" if body.location_kind == "row" else " a header but"
+        raise DataFormatError(path, f"has{header} no data rows")
     fields = sorted(fields, key=lambda f: f.index)
     parsed = {}
     codes = np.zeros((len(body.columns[fields[0].index]), len(fields)), np.uint8)
@@ -577,11 +591,11 @@ def _row_error(
     k = int(np.flatnonzero(codes[position])[0])
     field = fields[k]
     raw = raws[field.canonical][position].as_py()
-    detail = _describe(int(codes[position, k]), field.kind, raw)
+    detail = _describe(int(codes[position, k]), raw)
     return DataFormatError(path, detail, column=field.name, **where)
 
 
-def _describe(code: int, kind: str, raw: object) -> str:
+def _describe(code: int, raw: object) -> str:
     shown = repr(raw.strip() if isinstance(raw, str) else raw)
     if code == _MISSING:
         return "missing value"
@@ -626,12 +640,9 @@ def _parse(
     if kind in ("id", "int_id"):
         return _parse_id(raw, strict=kind == "int_id")
     if kind == "text":
-        text = raw if _is_text(raw) else raw.cast(pa.large_string())
-        text = _trimmed_text(text)
-        missing = _missing_text(text)
-        return pc.if_else(pa.array(missing), pa.scalar(None, text.type), text), np.zeros(
-            len(raw), np.uint8
-        )
+        text = _trimmed_text(raw)
+        text = pc.if_else(pa.array(_missing_text(text)), pa.scalar(None, text.type), text)
+        return text, np.zeros(len(raw), np.uint8)
     if kind in ("timestamp", "number_timestamp"):
         values, codes = _parse_timestamp(raw, timestamp_scale, allow_datetime=kind == "timestamp")
         codes[(codes == _OK) & np.isnan(values)] = _MISSING
