@@ -52,6 +52,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     m.tie_output = False  # score with the item embeddings (eq. 12 with W_0 tied)
     m.relevance = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
     m.scan_unroll = 1  # lax.scan unroll factor (speed only)
+    m.init_bias_from_popularity = True  # output bias starts at log training popularity
 
     c.loss = l = ml_collections.ConfigDict()
     l.target = "full"  # "full": softmax over all items (NLL) | "sampled" (log-Q corrected)

@@ -43,6 +43,7 @@ class ModelConfig:
     n_transfer_contexts: int = 1  # filled in from the data
     rating_head: bool = False  # filled in from the data and loss.rating_weight
     scan_unroll: int = 1
+    init_bias_from_popularity: bool = True
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS)

@@ -235,7 +235,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
     log_pop = jnp.asarray(p.log_popularity)
     train_step = make_train_step(rc, tx, log_pop)
 
-    params = model_lib.init_params(rc.model, rc.seed)
+    params = model_lib.init_params(
+        rc.model, rc.seed, p.log_popularity if rc.model.init_bias_from_popularity else None
+    )
     state = {
         "params": params,
         "opt_state": tx.init(params),

@@ -1,0 +1,35 @@
+"""Speed benchmark on the MovieLens-1M shapes (no data needed).
+
+``python launch.py --config configs/bench.py --workdir runs/bench`` writes ``bench.json``.
+"""
+
+import ml_collections
+
+from durgru_jax.base_config import get_base_config
+
+
+def get_config(variant: str = "ml1m"):
+    c = get_base_config()
+    c.bench = b = ml_collections.ConfigDict()
+    b.n_items = 3706  # MovieLens-1M catalogue
+    b.max_len = 200  # sequence length of a training window
+    b.full_rows = True  # every row a full window (long histories are cut into full windows)
+    b.n_input_contexts = 4  # aGRU input contexts (e.g. hour-of-day buckets)
+    b.n_transfer_contexts = 5  # aGRU transfer contexts (4 gap buckets + "first event")
+    b.n_batches = 4  # distinct random batches cycled through
+    b.train_steps = 10  # timed train steps (after compilation and one warm-up step)
+    b.n_eval_users = 6040  # users ranked against the full catalogue (MovieLens-1M)
+    b.matmul_n = 2048  # size of the square matmul that measures the machine's peak
+    c.model.hidden_dim = 100
+    c.model.embed_dim = 64
+    c.train.batch_size = 256
+    c.eval.batch_size = 1024
+    if variant == "large":  # 1M-item catalogue with the sampled softmax
+        b.n_items = 1_000_000
+        b.n_eval_users = 2048
+        c.loss.target = "sampled"
+        c.loss.n_sampled = 4096
+        c.eval.item_chunk = 65536
+    elif variant != "ml1m":
+        raise ValueError(f"unknown bench variant {variant!r}: ml1m | large")
+    return c
