@@ -11,14 +11,16 @@ from durgru_jax.base_config import get_base_config
 def get_config(variant: str = "default"):
     c = get_base_config()
     c.data.source = "movielens"
-    c.data.path = "data/raw/ml-100k/u.data"  # download: https://grouplens.org/datasets/movielens/100k/
+    c.data.path = (
+        "data/raw/ml-100k/u.data"  # download: https://grouplens.org/datasets/movielens/100k/
+    )
     c.data.max_len = 100  # input events per training window / evaluation input
     c.data.hour_buckets = 0  # rating timestamps say when a rating was entered, not watched
     c.data.gap_buckets = 4  # time since the previous rating, 4 quantile buckets
     c.model.embed_dim = 64
     c.model.hidden_dim = 100
     c.model.dropout = 0.2
-    c.optim.learning_rate = 2e-3
+    c.optim.learning_rate = 1e-2  # Adam; 2e-3 reaches the same recall 2x slower
     c.train.batch_size = 64
     c.train.epochs = 30
     c.train.patience = 4

@@ -104,12 +104,18 @@ def init_agru(
     glorot = jax.nn.initializers.glorot_uniform()
     orth = jax.nn.initializers.orthogonal()
     w_tr = jnp.concatenate(
-        [orth(k, (hidden_dim, hidden_dim), dtype) for k in jax.random.split(ks[1], n_transfer_contexts)],
+        [
+            orth(k, (hidden_dim, hidden_dim), dtype)
+            for k in jax.random.split(ks[1], n_transfer_contexts)
+        ],
         axis=1,
     )
     return {
         "w_in": jnp.stack(
-            [glorot(k, (embed_dim, hidden_dim), dtype) for k in jax.random.split(ks[0], n_input_contexts)]
+            [
+                glorot(k, (embed_dim, hidden_dim), dtype)
+                for k in jax.random.split(ks[0], n_input_contexts)
+            ]
         ),
         "w_tr": w_tr,
         "b_c": jnp.zeros((hidden_dim,), dtype),

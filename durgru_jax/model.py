@@ -189,34 +189,45 @@ def full_softmax_loss(u_MxD: Array, v_DxN: Array, c_N: Array, target_M: Array) -
 
 def sampled_softmax_loss(
     key: Array,
-    u_MxD: Array,
+    u_BxTxD: Array,
     v_DxN: Array,
     c_N: Array,
-    target_M: Array,
-    valid_M: Array,
+    target_BxT: Array,
+    valid_BxT: Array,
     n_sampled: int,
     log_q_N: Array,
     popularity_N: Array,
 ) -> Array:
-    """Sampled softmax over the positive, the batch's other targets and ``n_sampled`` shared
-    negatives drawn from ``q``, with log-Q correction.
+    """Per-step sampled softmax, ``[B, T]``: the positive against the other rows' targets at
+    the same time step (GRU4Rec's mini-batch negatives) and ``n_sampled`` negatives drawn
+    from ``q`` and shared by the batch, with log-Q correction.
 
-    Each candidate's logit is reduced by the log of its expected count in the candidate pool,
-    ``log(M_valid p_j + S q_j)``, where ``p`` is the training target frequency (in-batch
-    negatives are drawn by popularity) and ``q`` the sampler; candidates equal to the row's
-    target (accidental hits) and padding are removed.
+    Every candidate's logit is reduced by the log of its expected number of occurrences in the
+    candidate set, ``log(n_t p_j + S q_j)``, where ``n_t`` is the number of valid rows at step
+    t, ``p`` the training target frequency (the law of in-batch targets) and ``q`` the
+    sampler. Candidates equal to the row's target (accidental hits) and padding are removed.
+    Cost is ``B x T x (B + S)`` instead of ``B x T x N``.
     """
     sampled = jax.random.categorical(key, log_q_N, shape=(n_sampled,))
-    pool = jnp.concatenate([jnp.where(valid_M, target_M, 0), sampled])
-    n_valid = jnp.sum(valid_M)
-    log_count = jnp.log(
-        n_valid * popularity_N + n_sampled * jnp.exp(log_q_N) + 1e-30
-    )  # expected occurrences of each item in the pool
-    u_pos = jnp.sum(u_MxD * v_DxN[:, target_M].T, -1) + c_N[target_M] - log_count[target_M]
-    neg = u_MxD @ v_DxN[:, pool] + c_N[pool] - log_count[pool]
-    neg = jnp.where((pool[None, :] == target_M[:, None]) | (pool[None, :] == 0), -jnp.inf, neg)
-    all_logits = jnp.concatenate([u_pos[:, None], neg], axis=1)
-    return jax.nn.logsumexp(all_logits, axis=1) - u_pos
+    inb_BxT = jnp.where(valid_BxT, target_BxT, 0)
+    n_t = jnp.sum(valid_BxT, axis=0).astype(u_BxTxD.dtype)  # [T]
+    s_q = n_sampled * jnp.exp(log_q_N)
+
+    def log_count(items, n):
+        return jnp.log(n * popularity_N[items] + s_q[items] + 1e-30)
+
+    pos = jnp.sum(u_BxTxD * v_DxN[:, target_BxT].transpose(1, 2, 0), -1) + c_N[target_BxT]
+    pos = pos - log_count(target_BxT, n_t[None, :])
+    inb = jnp.einsum("btd,dct->btc", u_BxTxD, v_DxN[:, inb_BxT]) + c_N[inb_BxT].T[None]
+    inb = inb - log_count(inb_BxT, n_t[None, :]).T[None]
+    inb = jnp.where(
+        (inb_BxT.T[None] == target_BxT[..., None]) | (inb_BxT.T[None] == 0), -jnp.inf, inb
+    )
+    smp = u_BxTxD @ v_DxN[:, sampled] + c_N[sampled]
+    smp = smp - log_count(sampled[None, :], n_t[:, None])[None]
+    smp = jnp.where(sampled[None, None, :] == target_BxT[..., None], -jnp.inf, smp)
+    all_logits = jnp.concatenate([pos[..., None], inb, smp], axis=-1)
+    return jax.nn.logsumexp(all_logits, axis=-1) - pos
 
 
 def aux_loss(
@@ -256,18 +267,17 @@ def losses(
     target = batch["targets"]
     valid = batch["mask"] & (target > 0)
     n_valid = jnp.maximum(jnp.sum(valid), 1)
-    b, t, hdim = hs.shape
-    u = user_vector(params, cfg, hs).reshape(b * t, -1)
+    b, t, _ = hs.shape
+    u = user_vector(params, cfg, hs)
     v, c = score_factors(params, cfg)
-    tgt_flat, valid_flat = target.reshape(-1), valid.reshape(-1)
     if loss_cfg.target == "full":
-        per = full_softmax_loss(u, v, c, tgt_flat)
+        per = full_softmax_loss(u.reshape(b * t, -1), v, c, target.reshape(-1)).reshape(b, t)
     else:
         log_q = log_popularity if loss_cfg.sampler == "popularity" else _log_uniform(cfg.n_items)
         per = sampled_softmax_loss(
-            k_samp, u, v, c, tgt_flat, valid_flat, loss_cfg.n_sampled, log_q, jnp.exp(log_popularity)
+            k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, jnp.exp(log_popularity)
         )
-    per = jnp.where(valid_flat, per, 0.0)
+    per = jnp.where(valid, per, 0.0)
     target_loss = jnp.sum(per) / n_valid
     parts = {"target_loss": target_loss}
     total = target_loss

@@ -22,7 +22,9 @@ def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
     node = config
     for i, part in enumerate(parents):
         if part not in node:
-            raise KeyError(f"unknown config key {'.'.join(parents[: i + 1])!r} in override {assignment!r}")
+            raise KeyError(
+                f"unknown config key {'.'.join(parents[: i + 1])!r} in override {assignment!r}"
+            )
         node = node[part]
     if leaf not in node:
         raise KeyError(f"unknown config key {key!r} in override {assignment!r}")
@@ -62,5 +64,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         comparisons[spec] = {"metrics": sub["metrics"], "train": sub["train"]}
     results["comparisons"] = comparisons
     _write_json(os.path.join(workdir, "results.json"), results)
-    logging.info("comparisons: %s", json.dumps({k: v["metrics"].get("test/ndcg@10") for k, v in comparisons.items()}))
+    logging.info(
+        "comparisons: %s",
+        json.dumps({k: v["metrics"].get("test/ndcg@10") for k, v in comparisons.items()}),
+    )
     return results

@@ -266,7 +266,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
             ),
         )
         state, meta = restored.state, dict(restored.meta)
-        logging.info("resumed from %s at step %d (epoch %d)", ckpt_dir, int(state["step"]), meta["epoch"])
+        logging.info(
+            "resumed from %s at step %d (epoch %d)", ckpt_dir, int(state["step"]), meta["epoch"]
+        )
 
     sel = rc.train.select_metric
     epochs_this_call = 0
@@ -299,8 +301,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
                     f"{rate:,.0f}",
                     _eta(eta),
                 )
-                metrics_log.write({"step": step, "epoch": epoch, "events_per_second": rate}
-                                  | {f"train/{k}": v for k, v in record.items()})
+                metrics_log.write(
+                    {"step": step, "epoch": epoch, "events_per_second": rate}
+                    | {f"train/{k}": v for k, v in record.items()}
+                )
                 last_log_t, last_log_events = now, events
         jax.block_until_ready(state["params"])
         _check_finite(state, parts, int(state["step"]), epoch, latest)
@@ -322,7 +326,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
             else:
                 meta["bad_epochs"] += 1
             if meta["bad_epochs"] >= rc.train.patience:
-                logging.info("early stop: %s did not improve for %d evaluations", sel, meta["bad_epochs"])
+                logging.info(
+                    "early stop: %s did not improve for %d evaluations", sel, meta["bad_epochs"]
+                )
                 stop = True
         if rc.train.time_budget_s and time.time() - time_start >= rc.train.time_budget_s:
             logging.info("time budget of %.0f s reached", rc.train.time_budget_s)
@@ -330,7 +336,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         meta["done"] = stop
         latest.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
         )
         latest.wait_until_finished()
         epochs_this_call += 1
