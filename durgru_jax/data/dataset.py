@@ -399,6 +399,6 @@ def iterate_eval_batches(
         width = int(max(1, (ends - starts).max(initial=1)))
         width = 1 << (width - 1).bit_length()
         hist = np.zeros((batch_size, max(width, 16)), np.int32)
-        for r, (s, e) in enumerate(zip(starts, ends)):
+        for r, (s, e) in enumerate(zip(starts, ends, strict=True)):
             hist[r, : e - s] = ex["hist_items"][s:e]
         yield batch, hist, len(idx)

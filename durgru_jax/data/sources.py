@@ -10,7 +10,7 @@ import pandas as pd
 from absl import logging
 
 from durgru_jax.data import readers, synthetic
-from durgru_jax.data.dataset import PrepConfig, Prepared, prepare
+from durgru_jax.data.dataset import Prepared, PrepConfig, prepare
 
 SOURCES = ("synthetic", "movielens", "csv")
 _SOURCE_KEYS = {"source", "path", "columns", "sep", "timestamp_unit", "on_bad_rows", "synthetic"}
