@@ -68,8 +68,11 @@ def rank_and_topk(
             local = hist_BxM - off
             local = jnp.where((local >= 0) & (local < item_chunk), local, item_chunk)
             s = s.at[rows, local].set(-jnp.inf, mode="drop")
-        greater = greater + jnp.sum(s > t_score[:, None], axis=1)
-        equal = equal + jnp.sum((s == t_score[:, None]) & (ids != target_B[:, None]), axis=1)
+        # The target's own column never counts: its chunked score may differ from t_score in
+        # the last bit (another summation order), which would rank it below itself.
+        other = ids != target_B[:, None]
+        greater = greater + jnp.sum((s > t_score[:, None]) & other, axis=1)
+        equal = equal + jnp.sum((s == t_score[:, None]) & other, axis=1)
         cv, ci = jax.lax.top_k(s, min(kmax, item_chunk))
         mv, mi = jax.lax.top_k(jnp.concatenate([top_v, cv], 1), kmax)
         top_i = jnp.take_along_axis(jnp.concatenate([top_i, ci + off], 1), mi, axis=1)

@@ -73,7 +73,7 @@ def init_params(cfg: ModelConfig, seed: int, log_popularity: np.ndarray | None =
     first thousand Adam steps learning it through a bias that moves ~lr per step.
     """
     model = DurGRU(cfg, rngs=nnx.Rngs(params=seed))
-    params = nnx.state(model, nnx.Param).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     if log_popularity is not None:
         lp = np.asarray(log_popularity, np.float32)
         finite = np.isfinite(lp)

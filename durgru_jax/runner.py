@@ -34,7 +34,13 @@ def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
             raise ValueError(f"override {assignment!r}: expected a boolean")
         value = raw.lower() in ("true", "1")
     elif isinstance(current, (int, float)):
-        value = type(current)(ast.literal_eval(raw))
+        value = ast.literal_eval(raw)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or (isinstance(current, int) and value != int(value)):
+            raise ValueError(
+                f"override {assignment!r}: expected {type(current).__name__}, got {raw!r}"
+            )
+        value = type(current)(value)
     elif isinstance(current, (tuple, list)):
         value = tuple(ast.literal_eval(raw))
     else:

@@ -321,8 +321,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
             logging.info("epoch %d step %d %s %.4f", epoch, step, sel, valid[sel])
             if valid[sel] > meta["best_metric"]:
                 meta.update(best_metric=valid[sel], best_epoch=epoch, bad_epochs=0)
-                best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-                best.wait_until_finished()
+                # A run killed between the two saves re-evaluates this epoch on resume.
+                if best.latest_step() != step:
+                    best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+                    best.wait_until_finished()
             else:
                 meta["bad_epochs"] += 1
             if meta["bad_epochs"] >= rc.train.patience:

@@ -308,6 +308,8 @@ def train_windows(p: Prepared) -> dict[str, np.ndarray]:
         pos = train_pos[u][start:stop]
         inp, tgt = pos[:-1], pos[1:]
         gaps = _gaps_within(p.timestamp[inp], p.user[inp])
+        if start > 0:  # a window cut from a longer history: the first input has a predecessor
+            gaps[0] = p.timestamp[inp[0]] - p.timestamp[train_pos[u][start - 1]]
         _fill(a, row, p, inp, gaps, u)
         n = len(inp)
         a["targets"][row, :n] = p.item[tgt]

@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny, fast experiment config.
+
+Session-wide environment: XLA compilations that take a while are cached on disk in a
+temporary directory that lives for this pytest session only. Several tests train the same
+tiny model (and ``launch.py`` subprocesses inherit the variable), so only the first of them
+pays for compiling the train step. Nothing else is changed globally.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import ml_collections
+import pytest
+
+_CACHE_DIR: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _CACHE_DIR
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # the caller chose a cache: keep it
+        return
+    _CACHE_DIR = tempfile.mkdtemp(prefix="durgru-jax-test-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE_DIR
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    import jax  # after the variables: jax reads them when it is first imported
+
+    jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_DIR is not None:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
+
+def make_tiny_config() -> ml_collections.ConfigDict:
+    """The base config shrunk so that a whole run takes seconds on a CPU."""
+    from durgru_jax.base_config import get_base_config
+
+    c = get_base_config()
+    s = c.data.synthetic
+    s.n_users = 120
+    s.n_items = 80
+    s.n_topics = 4
+    s.min_len = 8
+    s.max_len = 16
+    c.data.max_len = 12
+    c.model.hidden_dim = 16
+    c.model.embed_dim = 8
+    c.train.batch_size = 32
+    c.train.epochs = 3
+    c.train.patience = 5
+    c.train.log_every = 2
+    c.eval.batch_size = 64
+    return c
+
+
+@pytest.fixture(scope="session")
+def make_tiny():
+    """The factory behind `tiny_config`, for fixtures wider than one test."""
+    return make_tiny_config
+
+
+@pytest.fixture
+def tiny_config() -> ml_collections.ConfigDict:
+    """A fresh tiny config per test; tests may modify it further."""
+    return make_tiny_config()
