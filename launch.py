@@ -29,7 +29,11 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
     config = _CONFIG.value
-    if config.get("bench", False):
+    if config.get("task", "") == "ctr":
+        from durgru_jax import ctr
+
+        ctr.run(config, _WORKDIR.value)
+    elif config.get("bench", False):
         from durgru_jax import bench
 
         bench.run(config, _WORKDIR.value)

@@ -319,8 +319,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
             if sel not in valid:
                 raise KeyError(f"config.train.select_metric={sel!r} is not among {sorted(valid)}")
             logging.info("epoch %d step %d %s %.4f", epoch, step, sel, valid[sel])
-            if valid[sel] > meta["best_metric"]:
-                meta.update(best_metric=valid[sel], best_epoch=epoch, bad_epochs=0)
+            score = valid[sel] if _higher_is_better(sel) else -valid[sel]
+            if score > meta["best_metric"]:
+                meta.update(best_metric=score, best_epoch=epoch, bad_epochs=0)
                 # A run killed between the two saves re-evaluates this epoch on resume.
                 if best.latest_step() != step:
                     best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
@@ -385,6 +386,11 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
     latest.close()
     best.close()
     return results
+
+
+def _higher_is_better(metric: str) -> bool:
+    """Error metrics (RMSE, MAE, log loss) are minimised, ranking metrics maximised."""
+    return metric.split("/")[-1].split("@")[0] not in ("rmse", "mae", "logloss")
 
 
 def _check_finite(state, parts, step: int, epoch: int, latest: ocp.CheckpointManager) -> None:

@@ -274,3 +274,13 @@ def test_movielens_ratings_with_rating_head(tmp_path, tiny_config) -> None:
     assert results["model"]["rating_head"] is True
     assert results["data"]["format"] == "movielens-dat" and results["data"]["rows_read"] == 600
     assert "test/rmse" not in results["baselines"]["most_popular"]
+
+
+def test_error_metrics_are_minimised_in_model_selection() -> None:
+    from durgru_jax.train import _higher_is_better
+
+    assert _higher_is_better("valid/ndcg@10")
+    assert _higher_is_better("valid/recall@20")
+    assert not _higher_is_better("valid/rmse")
+    assert not _higher_is_better("valid/mae")
+    assert not _higher_is_better("valid/logloss")
