@@ -33,6 +33,7 @@ def get_config(variant: str = "default"):
         c.data.random_test_ratio = 0.1
         c.data.random_valid_ratio = 0.09
         c.loss.rating_weight = 1.0
+        c.train.select_metric = "valid/rmse"  # minimised
     elif variant != "default":
         raise ValueError(f"unknown ml100k variant {variant!r}: default | gru4rec | rating")
     return c

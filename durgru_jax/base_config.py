@@ -53,6 +53,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     m.relevance = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
     m.scan_unroll = 4  # lax.scan unroll factor (speed only; ~15% faster than 1 on CPU)
     m.init_bias_from_popularity = True  # output bias starts at log training popularity
+    # 0: an event's duration is known when the next item is predicted (measured dwell);
+    # 1: only after the next event (dwell derived from the next click's time): the prediction
+    # made at event t then uses a neutral factor for t, so the next click's time never leaks.
+    m.duration_delay = 0
 
     c.loss = l = ml_collections.ConfigDict()
     l.target = "full"  # "full": softmax over all items (NLL) | "sampled" (log-Q corrected)

@@ -246,7 +246,8 @@ def run_cell(
     reset_BxT: Array,
     unroll: int = 1,
 ) -> tuple[Array, Array]:
-    """Scan ``step(h, *x_t) -> h`` over time; returns ``(h_last_BxH, hs_BxTxH)``.
+    """Scan ``step(h, *x_t) -> h`` (or ``-> (h, out)``) over time; returns
+    ``(h_last_BxH, hs_BxTxH)``, ``hs`` being the outputs.
 
     ``xs`` are time-major-able arrays shaped ``[B, T, ...]``. A padded step keeps the carry
     (and outputs it, so ``hs`` at a padded step repeats the last valid state); a reset step
@@ -256,9 +257,12 @@ def run_cell(
     def body(h, inp):
         m_B, r_B, *x = inp
         h = jnp.where(r_B[:, None], jnp.zeros_like(h), h)
-        h_new = step(h, *x)
+        res = step(h, *x)
+        # A step may return (next carry, output) when the two differ (duration_delay=1).
+        h_new, out = res if isinstance(res, tuple) else (res, res)
+        out = jnp.where(m_B[:, None], out, h)
         h = jnp.where(m_B[:, None], h_new, h)
-        return h, h
+        return h, out
 
     to_tm = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
     inputs = (to_tm(mask_BxT), to_tm(reset_BxT)) + tuple(to_tm(a) for a in xs)

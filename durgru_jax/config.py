@@ -44,6 +44,7 @@ class ModelConfig:
     rating_head: bool = False  # filled in from the data and loss.rating_weight
     scan_unroll: int = 1
     init_bias_from_popularity: bool = True
+    duration_delay: int = 0  # 1: an event's duration is known only after the next event
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS)
@@ -53,6 +54,7 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config.model.dropout={self.dropout!r} must be in [0, 1)")
         _positive("model.scan_unroll", self.scan_unroll)
+        _choice("model.duration_delay", self.duration_delay, (0, 1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,7 +92,8 @@ def _dropout(x: Array, rate: float, key: Array | None) -> Array:
 def encode(
     params: Params, cfg: ModelConfig, batch: Batch, key: Array | None = None
 ) -> tuple[Array, Array]:
-    """Runs the cell over ``batch``; returns ``(hs_BxTxH, h_last_BxH)``.
+    """Runs the cell over ``batch``; returns ``(hs_BxTxH, h_last_BxH)``: the outputs of every
+    step and the output of the last real step (zeros for an empty row).
 
     ``key`` switches dropout on (training): dropout acts on the item embeddings that enter the
     cell and on the hidden states that leave it. ``hs`` at step t depends only on events
@@ -112,23 +113,42 @@ def encode(
     b, h = mask.shape[0], cfg.hidden_dim
     h0 = jnp.zeros((b, h), x_BxTxE.dtype)
     mode = cfg.duration_mode
+    # duration_delay=1: event t's duration is only known once event t+1 happens (a dwell
+    # derived from the next click), so the output of step t, which predicts t+1, comes from
+    # a second pass of the cell with a neutral factor; the carried state uses the real one.
+    delayed = cfg.duration_delay == 1 and mode != "none"
+    alphas = (alpha_BxT, jnp.full_like(alpha_BxT, 0.5)) if delayed else (alpha_BxT,)
     if cfg.cell == "gru":
-        xp = cells.gru_inputs(p, x_BxTxE, alpha_BxT, mode)
+        xs = tuple(a for al in alphas for a in (cells.gru_inputs(p, x_BxTxE, al, mode), al))
 
-        def step(h_prev, xp_t, a_t):
+        def one(h_prev, xp_t, a_t):
             return cells.gru_step(p, h_prev, xp_t, a_t, mode)
 
-        xs = (xp, alpha_BxT)
+        n_per = 2
     else:
-        xc, xz, s, sv = cells.agru_inputs(
-            p, x_BxTxE, alpha_BxT, batch["in_ctx"], mask, reset, mode, cfg.relevance
-        )
+        xs = ()
+        for al in alphas:
+            xc, xz, s, sv = cells.agru_inputs(
+                p, x_BxTxE, al, batch["in_ctx"], mask, reset, mode, cfg.relevance
+            )
+            xs += (xc, xz, s, sv, batch["tr_ctx"], al)
 
-        def step(h_prev, xc_t, xz_t, s_t, sv_t, tr_t, a_t):
+        def one(h_prev, xc_t, xz_t, s_t, sv_t, tr_t, a_t):
             return cells.agru_step(p, h_prev, xc_t, xz_t, s_t, sv_t, tr_t, a_t, mode, cfg.relevance)
 
-        xs = (xc, xz, s, sv, batch["tr_ctx"], alpha_BxT)
-    h_last, hs = cells.run_cell(step, h0, xs, mask, reset, unroll=cfg.scan_unroll)
+        n_per = 6
+
+    def step(h_prev, *x):
+        if not delayed:
+            return one(h_prev, *x)
+        return one(h_prev, *x[:n_per]), one(h_prev, *x[n_per:])
+
+    _, hs = cells.run_cell(step, h0, xs, mask, reset, unroll=cfg.scan_unroll)
+    # The representation after the last real event (what predicts the next one).
+    t_idx = jnp.arange(mask.shape[1])[None, :]
+    last = jnp.max(jnp.where(mask, t_idx, -1), axis=1)
+    h_last = jnp.take_along_axis(hs, jnp.maximum(last, 0)[:, None, None], axis=1)[:, 0]
+    h_last = jnp.where((last >= 0)[:, None], h_last, 0.0)
     return _dropout(hs, cfg.dropout, k_out), h_last
 
 

@@ -37,25 +37,42 @@ SPLITS = {"valid": VALID, "test": TEST}
 class PrepConfig:
     """Preprocessing switches (the ``config.data`` group minus the source fields)."""
 
-    split: str = "leave_one_out"  # "leave_one_out" | "random"
+    split: str = "leave_one_out"  # "leave_one_out" | "random" | "temporal"
     random_test_ratio: float = 0.1
     random_valid_ratio: float = 0.1
+    temporal_test_days: float = 1.0  # split="temporal": the last days are test
+    temporal_valid_days: float = 1.0  # ... and the days before them validation
+    temporal_by_sequence: bool = True  # a sequence goes whole to the split of its last event
     min_user_events: int = 3
     max_len: int = 50
+    kcore_users: int = 0  # iteratively drop users (sequences) with fewer events (0: off)
+    kcore_items: int = 0  # ... and items with fewer events (0: off)
+    session_gap_s: float = 0.0  # cut a user's events into sessions at longer gaps (0: off)
+    drop_consecutive_repeats: bool = False  # drop an event repeating the previous item
     duration_transform: str = "log1p"
     duration_min_events: int = 3
-    duration_proxy: str = "none"  # for data without durations: "none" | "prev_gap"
+    duration_proxy: str = "none"  # data without durations: "none" | "prev_gap" | "next_gap"
+    dwell_cap_s: float = 1800.0  # next_gap dwell is clipped at this many seconds
+    eval_history: str = "auto"  # "held_out_hidden" | "all_past" | "auto" (all_past if temporal)
     use_behavior: bool = True
     hour_buckets: int = 0  # hour-of-day input-context buckets (0: off)
     gap_buckets: int = 4  # time-gap transfer-context buckets (0: off)
     seed: int = 0
 
     def __post_init__(self):
-        if self.split not in ("leave_one_out", "random"):
-            raise ValueError(f"config.data.split={self.split!r}: use 'leave_one_out' or 'random'")
-        if self.duration_proxy not in ("none", "prev_gap"):
+        if self.split not in ("leave_one_out", "random", "temporal"):
             raise ValueError(
-                f"config.data.duration_proxy={self.duration_proxy!r}: use 'none' or 'prev_gap'"
+                f"config.data.split={self.split!r}: use 'leave_one_out', 'random' or 'temporal'"
+            )
+        if self.duration_proxy not in ("none", "prev_gap", "next_gap"):
+            raise ValueError(
+                f"config.data.duration_proxy={self.duration_proxy!r}: use 'none', 'prev_gap' "
+                "or 'next_gap'"
+            )
+        if self.eval_history not in ("auto", "held_out_hidden", "all_past"):
+            raise ValueError(
+                f"config.data.eval_history={self.eval_history!r}: use 'auto', "
+                "'held_out_hidden' or 'all_past'"
             )
         if self.max_len < 1:
             raise ValueError(f"config.data.max_len={self.max_len} must be >= 1")
@@ -91,6 +108,7 @@ class Prepared:
     has_ratings: bool
     info: dict[str, Any]
     max_len: int
+    all_past_visible: bool = False  # evaluation inputs include earlier held-out events
 
 
 def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
@@ -100,11 +118,10 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
             raise ValueError(f"event table has no {col!r} column (columns: {list(events.columns)})")
     if len(events) == 0:
         raise ValueError("event table is empty")
-    user_codes, _ = pd.factorize(events["user"], sort=False)
+    info: dict[str, Any] = {"rows_in": int(len(events))}
+    events, owner = _clean(events, cfg, info)
+    user = events["_seq"].to_numpy(np.int64)
     ts = events["timestamp"].to_numpy(np.float64)
-    order = np.lexsort((ts, user_codes))  # stable: equal keys keep file order
-    user = user_codes[order].astype(np.int64)
-    ts = ts[order]
     n_users = int(user.max()) + 1
     counts = np.bincount(user, minlength=n_users)
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -115,38 +132,57 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
         eligible = counts[user] >= max(cfg.min_user_events, 3)
         split[eligible & (pos_in_user == counts[user] - 1)] = TEST
         split[eligible & (pos_in_user == counts[user] - 2)] = VALID
-    else:
+    elif cfg.split == "random":
         rng = np.random.default_rng(cfg.seed)
         r = rng.random(len(user))
         split[r < cfg.random_test_ratio] = TEST
         split[
             (r >= cfg.random_test_ratio) & (r < cfg.random_test_ratio + cfg.random_valid_ratio)
         ] = VALID
+    else:
+        t_test = ts.max() - cfg.temporal_test_days * 86400.0
+        t_valid = t_test - cfg.temporal_valid_days * 86400.0
+        key = ts[offsets[1:] - 1][user] if cfg.temporal_by_sequence else ts
+        split[key > t_valid] = VALID
+        split[key > t_test] = TEST
+        info.update(temporal_valid_from=float(t_valid), temporal_test_from=float(t_test))
     is_train = split == TRAIN
+    if not is_train.any():
+        raise ValueError(f"the {cfg.split} split left no training events")
 
-    raw_item = events["item"].to_numpy()[order]
+    raw_item = events["item"].to_numpy()
     train_items = pd.unique(raw_item[is_train])
     item_index = pd.Index(train_items)
     item = item_index.get_indexer(raw_item) + 1  # -1 (unknown) -> 0
     n_items = len(train_items)
     item_ids = np.concatenate([np.array([None], dtype=object), np.asarray(train_items, object)])
 
-    # Durations: a real column, else an optional causal proxy, else none.
-    info: dict[str, Any] = {}
+    # Durations: a real column, else an optional proxy, else none.
     if "duration" in events.columns:
-        raw_dur = events["duration"].to_numpy(np.float64)[order]
+        raw_dur = events["duration"].to_numpy(np.float64)
         info["duration_source"] = "column"
     elif cfg.duration_proxy == "prev_gap":
         prev_ts = np.where(pos_in_user > 0, np.roll(ts, 1), np.nan)
         raw_dur = ts - prev_ts
         info["duration_source"] = "prev_gap (time since the user's previous event)"
+    elif cfg.duration_proxy == "next_gap":
+        nxt = np.where(pos_in_user < counts[user] - 1, np.roll(ts, -1), np.nan)
+        raw_dur = np.minimum(nxt - ts, cfg.dwell_cap_s)
+        info["duration_source"] = (
+            f"next_gap (dwell = time to the next event of the sequence, capped at "
+            f"{cfg.dwell_cap_s:g} s; a sequence's last event has none)"
+        )
     else:
         raw_dur = np.full(len(user), np.nan)
         info["duration_source"] = "none"
     dur, dur_ok = transform_durations(raw_dur, cfg.duration_transform)
-    dur_mean, dur_std, dur_user_ok = fit_user_stats(
-        user, dur, dur_ok, is_train, n_users, cfg.duration_min_events
+    # Statistics per *person* (owner), shared by that person's sessions.
+    n_owners = int(owner.max()) + 1
+    o_mean, o_std, o_ok = fit_user_stats(
+        owner, dur, dur_ok, is_train, n_owners, cfg.duration_min_events
     )
+    seq_owner = owner[offsets[:-1]]
+    dur_mean, dur_std, dur_user_ok = o_mean[seq_owner], o_std[seq_owner], o_ok[seq_owner]
     has_durations = bool(dur_ok.any())
     info["duration_coverage"] = float(dur_ok.mean())
     info["users_with_duration_stats"] = float(dur_user_ok.mean())
@@ -155,7 +191,7 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
     n_beh = 1
     beh_idx = np.zeros(len(user), np.int64)
     if cfg.use_behavior and "behavior" in events.columns:
-        raw_beh = events["behavior"].to_numpy()[order]
+        raw_beh = events["behavior"].to_numpy()
         vocab = pd.Index(pd.unique(raw_beh[is_train]))
         beh_idx = vocab.get_indexer(raw_beh) + 1  # 0: a behaviour unseen in training
         n_beh = len(vocab) + 1
@@ -178,7 +214,7 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
     n_tr = 1 + (len(gap_edges) + 1 if cfg.gap_buckets > 1 else 0)
 
     if "rating" in events.columns:
-        rating = events["rating"].to_numpy(np.float32)[order]
+        rating = events["rating"].to_numpy(np.float32)
         rating_ok = np.isfinite(rating)
     else:
         rating = np.zeros(len(user), np.float32)
@@ -225,7 +261,52 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
         has_ratings=bool(rating_ok.any()),
         info=info,
         max_len=cfg.max_len,
+        all_past_visible=(
+            cfg.eval_history == "all_past"
+            or (cfg.eval_history == "auto" and cfg.split == "temporal")
+        ),
     )
+
+
+def _clean(events: pd.DataFrame, cfg: PrepConfig, info: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """Sorts stably by (user, time), then k-core filtering, sessionisation and removal of
+    consecutive repeats, as configured. Returns the events with a ``_seq`` column (the
+    sequence id: the user, or the user's session) and each event's owner (user) code."""
+    user_codes, _ = pd.factorize(events["user"], sort=False)
+    ts = events["timestamp"].to_numpy(np.float64)
+    order = np.lexsort((ts, user_codes))  # stable: equal keys keep file order
+    events = events.iloc[order].reset_index(drop=True)
+    owner = user_codes[order].astype(np.int64)
+    if cfg.kcore_users or cfg.kcore_items:
+        keep = np.ones(len(events), bool)
+        item_codes, _ = pd.factorize(events["item"], sort=False)
+        for _ in range(100):
+            u_cnt = np.bincount(owner[keep], minlength=owner.max() + 1)
+            i_cnt = np.bincount(item_codes[keep], minlength=item_codes.max() + 1)
+            bad = keep & ((u_cnt[owner] < cfg.kcore_users) | (i_cnt[item_codes] < cfg.kcore_items))
+            if not bad.any():
+                break
+            keep &= ~bad
+        info["kcore_dropped"] = int((~keep).sum())
+        events, owner = events[keep].reset_index(drop=True), owner[keep]
+    if len(events) == 0:
+        raise ValueError("no events left after k-core filtering")
+    ts = events["timestamp"].to_numpy(np.float64)
+    new_owner = np.concatenate([[True], owner[1:] != owner[:-1]])
+    if cfg.session_gap_s > 0:
+        boundary = new_owner | np.concatenate([[True], np.diff(ts) > cfg.session_gap_s])
+    else:
+        boundary = new_owner
+    seq = np.cumsum(boundary) - 1
+    if cfg.drop_consecutive_repeats:
+        items = events["item"].to_numpy()
+        repeat = ~boundary & np.concatenate([[False], items[1:] == items[:-1]])
+        info["consecutive_repeats_dropped"] = int(repeat.sum())
+        events, owner, seq = events[~repeat].reset_index(drop=True), owner[~repeat], seq[~repeat]
+        seq = np.unique(seq, return_inverse=True)[1]
+    events = events.assign(_seq=seq)
+    info["n_sequences"] = int(seq.max()) + 1
+    return events, owner
 
 
 def _gaps_within(ts: np.ndarray, user: np.ndarray) -> np.ndarray:
@@ -329,6 +410,8 @@ def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[s
     """
     code = SPLITS[split]
     visible = {VALID: (TRAIN,), TEST: (TRAIN, VALID)}[code]
+    if p.all_past_visible:  # e.g. the earlier clicks of a test session are its inputs
+        visible = (TRAIN, VALID, TEST)
     L = p.max_len
     tgt_pos = np.flatnonzero(p.split == code)
     if drop_unknown:
@@ -337,6 +420,11 @@ def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[s
     hist_offsets = np.zeros(len(tgt_pos) + 1, np.int64)
     hist_chunks = []
     vis_mask = np.isin(p.split, visible)
+    if p.all_past_visible:
+        # A sequence's first event has nothing to predict it from: not a target.
+        tgt_pos = tgt_pos[tgt_pos > p.offsets[p.user[tgt_pos]]]
+        a = _empty(len(tgt_pos), L, with_targets=False)
+        hist_offsets = np.zeros(len(tgt_pos) + 1, np.int64)
     for row, j in enumerate(tgt_pos):
         u = int(p.user[j])
         lo = p.offsets[u]

@@ -1,0 +1,455 @@
+"""On-disk cache of prepared datasets: written once, memory-mapped at training time.
+
+A cache entry is one directory ``<cache_dir>/<key>/`` holding every array field of
+:class:`~durgru_jax.data.dataset.Prepared` as ``<field>.npy`` and everything else in
+``meta.json``. Object arrays (``item_ids``: the raw item ids) are stored as ``<field>.npy``
+(int64) when every element is an integer or ``None``, else as a JSON list ``<field>.json``.
+
+**Where.** ``$DURGRU_CACHE`` if set, else ``~/.cache/durgru_jax`` (:func:`default_cache_dir`).
+
+**Key** (:func:`cache_key`): sha256 over a canonical JSON (sorted keys) of
+
+* the ``config.data`` group, every key except :data:`EXCLUDED_KEYS` (keys that say where or
+  whether to cache or download, never what is prepared); ``on_bad_rows`` is kept;
+* ``extra`` values that affect the arrays but live outside ``config.data`` (the run's seed,
+  which drives ``split="random"``);
+* each source file's resolved absolute path, size and ``st_mtime_ns`` (a directory counts as
+  every file below it);
+* :data:`CACHE_VERSION` (bump it when the storage layout changes) and a fingerprint of the
+  source code of the data pipeline (every ``durgru_jax/data/*.py`` and
+  ``durgru_jax/duration.py``), so changing how data is prepared never serves stale arrays.
+
+Synthetic sources have no file: they key on the config alone.
+
+**Atomicity.** An entry is written into ``<key>.tmp-<pid>-<random>/`` and renamed into place
+with ``os.replace``; a failure midway removes the temporary directory and never touches a
+complete entry. If another process completed the same entry first, ours is discarded.
+
+**Loading** memory-maps every ``.npy`` (``np.load(mmap_mode="r")``). The arrays returned are
+plain, read-only ``np.ndarray`` views of the maps (no ``np.memmap`` subclass surprises): reads,
+slices and fancy indexing work as usual; in-place writes raise.
+
+**Clearing**: ``python -m durgru_jax.data.cache clear`` (or ``rm -rf ~/.cache/durgru_jax``);
+``python -m durgru_jax.data.cache list`` shows the entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from durgru_jax.data.dataset import Prepared
+
+CACHE_VERSION = 1
+ENV_VAR = "DURGRU_CACHE"
+META = "meta.json"
+# config.data keys that choose where/whether data is cached or downloaded, not what is prepared.
+EXCLUDED_KEYS = frozenset({"cache", "cache_dir", "download", "data_dir"})
+
+_PKG = Path(__file__).resolve().parent.parent  # durgru_jax/
+
+
+def default_cache_dir() -> Path:
+    """``$DURGRU_CACHE`` if set and non-empty, else ``~/.cache/durgru_jax``."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "durgru_jax"
+
+
+# ----------------------------------------------------------------------------- key
+
+
+def _canon(x: Any) -> Any:
+    """A JSON-able, order-independent form of a config value."""
+    if hasattr(x, "to_dict"):  # ml_collections.ConfigDict / FrozenConfigDict
+        x = x.to_dict()
+    if isinstance(x, Mapping):
+        return {str(k): _canon(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_canon(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return repr(x)
+
+
+def _file_identity(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """``[{path, size, mtime_ns}]`` of a file, or of every file below a directory."""
+    real = os.path.realpath(os.fspath(path))
+    if os.path.isdir(real):
+        out = []
+        for root, dirs, files in os.walk(real):
+            dirs.sort()
+            for f in sorted(files):
+                out += _file_identity(os.path.join(root, f))
+        return out
+    st = os.stat(real)  # FileNotFoundError for a missing source
+    return [{"path": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns}]
+
+
+def code_fingerprint() -> str:
+    """sha256 of the data pipeline's source files (any edit invalidates every entry)."""
+    h = hashlib.sha256()
+    files = sorted((_PKG / "data").glob("*.py")) + [_PKG / "duration.py"]
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        h.update(f.name.encode() + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
+def _key_payload(
+    data_cfg: Mapping[str, Any], source_paths: Sequence[str], extra: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    cfg = {k: v for k, v in _canon(data_cfg).items() if k not in EXCLUDED_KEYS}
+    sources = [ident for p in source_paths for ident in _file_identity(p)]
+    return {
+        "cache_version": CACHE_VERSION,
+        "code": code_fingerprint(),
+        "config": cfg,
+        "extra": _canon(extra or {}),
+        "sources": sources,
+    }
+
+
+def cache_key(
+    data_cfg: Mapping[str, Any],
+    source_paths: Sequence[str],
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The entry name for ``data_cfg`` read from ``source_paths`` (32 hex digits).
+
+    ``data_cfg``: the ``config.data`` group (a ConfigDict or any mapping). ``source_paths``:
+    the files (or directories) it reads, in reading order; empty for synthetic data.
+    ``extra``: anything else the prepared arrays depend on, e.g. ``{"seed": seed}``.
+    Raises ``FileNotFoundError`` when a source is missing.
+    """
+    payload = _key_payload(data_cfg, source_paths, extra)
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    raise TypeError(f"cannot store a {type(x).__name__} in {META}: {x!r}")
+
+
+def _fsync(path: Path) -> None:
+    """Flushes a file or directory to disk (best effort: some filesystems refuse dirs)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "xb") as f:
+        np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _as_int_ids(arr: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
+    """(int64 values, positions of None) when every element is an int or None, else None."""
+    none_pos, values = [], []
+    for i, v in enumerate(arr.tolist()):
+        if v is None:
+            none_pos.append(i)
+            values.append(0)
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            values.append(v)
+        else:
+            return None
+    try:
+        return np.asarray(values, dtype=np.int64), none_pos
+    except OverflowError:
+        return None
+
+
+def _write_entry(prepared: Prepared, directory: Path, meta_extra: Mapping[str, Any]) -> None:
+    arrays: dict[str, Any] = {}
+    objects: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for f in dataclasses.fields(prepared):
+        value = getattr(prepared, f.name)
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            _save_npy(directory / f"{f.name}.npy", value)
+            arrays[f.name] = {"dtype": value.dtype.str, "shape": list(value.shape)}
+        elif isinstance(value, np.ndarray):  # object array: raw ids
+            if value.ndim != 1:
+                raise TypeError(f"cannot cache the {value.ndim}-d object array {f.name!r}")
+            ints = _as_int_ids(value)
+            if ints is not None:
+                _save_npy(directory / f"{f.name}.npy", ints[0])
+                objects[f.name] = {"encoding": "int64", "none": ints[1]}
+            else:
+                with open(directory / f"{f.name}.json", "x", encoding="utf-8") as fh:
+                    json.dump(_jsonable(value.tolist()), fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                objects[f.name] = {"encoding": "json"}
+        else:
+            scalars[f.name] = _jsonable(value)
+    meta = {
+        "cache_version": CACHE_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "arrays": arrays,
+        "objects": objects,
+        "scalars": scalars,
+        **_jsonable(dict(meta_extra)),
+    }
+    with open(directory / META, "x", encoding="utf-8") as fh:  # written last
+        json.dump(meta, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync(directory)
+
+
+def _read_meta(entry: Path) -> dict[str, Any] | None:
+    try:
+        with open(entry / META, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        logging.warning("data cache: unreadable %s (%s): ignored", entry / META, e)
+        return None
+    if not isinstance(meta, dict) or meta.get("cache_version") != CACHE_VERSION:
+        return None
+    return meta
+
+
+def _entry_files(meta: Mapping[str, Any]) -> list[str]:
+    files = [f"{n}.npy" for n in meta.get("arrays", {})]
+    for n, spec in meta.get("objects", {}).items():
+        files.append(f"{n}.npy" if spec.get("encoding") == "int64" else f"{n}.json")
+    return files
+
+
+def _is_complete(entry: Path) -> bool:
+    meta = _read_meta(entry)
+    return meta is not None and all((entry / f).is_file() for f in _entry_files(meta))
+
+
+def _remove_tree(path: Path) -> None:
+    """Renames ``path`` aside (atomic) and deletes it, so readers never see half a tree."""
+    aside = path.with_name(f"{path.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def save_prepared(
+    prepared: Prepared,
+    directory: str | os.PathLike,
+    key: str,
+    *,
+    description: Mapping[str, Any] | None = None,
+) -> str:
+    """Writes ``prepared`` as the entry ``directory/key`` atomically; returns the entry path.
+
+    ``description`` (JSON-able) is stored in ``meta.json`` for ``list``; it is not part of
+    the key. An existing complete entry is kept as is (whoever finished first wins).
+    """
+    if not key or os.sep in key or key.startswith("."):
+        raise ValueError(f"invalid cache key {key!r}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / key
+    if _is_complete(final):
+        return str(final)
+    tmp = directory / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        _write_entry(prepared, tmp, {"key": key, "description": description or {}})
+        if final.exists() and not _is_complete(final):  # a damaged entry: replace it
+            logging.warning("data cache: replacing the incomplete entry %s", final)
+            _remove_tree(final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not _is_complete(final):
+                raise
+            logging.info("data cache: %s was written concurrently; keeping that one", final)
+            shutil.rmtree(tmp, ignore_errors=True)
+        _fsync(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(final)
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def load_prepared(directory: str | os.PathLike, key: str) -> Prepared | None:
+    """The entry ``directory/key`` with memory-mapped arrays, or None when it is absent,
+    incomplete, from another cache version or from another layout of ``Prepared``."""
+    entry = Path(directory) / key
+    meta = _read_meta(entry)
+    if meta is None:
+        return None
+    names = {f.name for f in dataclasses.fields(Prepared)}
+    stored = set(meta.get("arrays", {})) | set(meta.get("objects", {})) | set(meta["scalars"])
+    if stored != names:
+        logging.info("data cache: %s was written for other Prepared fields: ignored", entry)
+        return None
+    kwargs: dict[str, Any] = dict(meta["scalars"])
+    try:
+        for name, spec in meta["arrays"].items():
+            arr = np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            if arr.dtype.str != spec["dtype"] or list(arr.shape) != spec["shape"]:
+                raise ValueError(f"{name}.npy: {arr.dtype.str}{arr.shape} != {spec}")
+            kwargs[name] = np.asarray(arr)  # a plain ndarray view of the map, read-only
+        for name, spec in meta["objects"].items():
+            if spec["encoding"] == "int64":
+                values = np.load(entry / f"{name}.npy", allow_pickle=False).astype(object)
+                values[spec["none"]] = None
+            else:
+                with open(entry / f"{name}.json", encoding="utf-8") as fh:
+                    lst = json.load(fh)
+                values = np.empty(len(lst), dtype=object)
+                values[:] = lst
+            kwargs[name] = values
+    except (OSError, ValueError, KeyError) as e:
+        logging.warning("data cache: damaged entry %s (%s): ignored", entry, e)
+        return None
+    return Prepared(**kwargs)
+
+
+def cached_prepare(
+    data_cfg: Mapping[str, Any],
+    source_paths: Sequence[str],
+    cache_dir: str | os.PathLike | None,
+    build: Callable[[], Prepared],
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Prepared, bool]:
+    """The cached entry for ``(data_cfg, source_paths, extra)`` if there is one, else
+    ``build()`` (then saved). Returns ``(prepared, hit)``. ``cache_dir=None``: the default.
+
+    ``build`` runs only on a miss; if it raises, nothing is written. A failure to *write*
+    the entry (disk full, unsupported field) is logged and the built dataset returned.
+    """
+    directory = Path(cache_dir) if cache_dir else default_cache_dir()
+    try:
+        key = cache_key(data_cfg, source_paths, extra=extra)
+    except FileNotFoundError as e:  # let the reader report the missing file its own way
+        logging.info("data cache: not used (%s)", e)
+        return build(), False
+    t0 = time.perf_counter()
+    prepared = load_prepared(directory, key)
+    if prepared is not None:
+        logging.info(
+            "data cache hit: %s (loaded in %.2f s)", directory / key, time.perf_counter() - t0
+        )
+        return prepared, True
+    logging.info("data cache miss: %s; preparing the data", directory / key)
+    prepared = build()
+    built_s = time.perf_counter() - t0
+    try:
+        if cache_key(data_cfg, source_paths, extra=extra) != key:
+            logging.warning("data cache: a source file changed while it was read; not cached")
+            return prepared, False
+        payload = _key_payload(data_cfg, source_paths, extra)
+        description = {k: payload[k] for k in ("config", "extra", "sources")}
+        description["build_seconds"] = round(built_s, 3)
+        path = save_prepared(prepared, directory, key, description=description)
+        logging.info("data cache: saved %s (prepared in %.2f s)", path, built_s)
+    except Exception as e:  # noqa: BLE001 - caching is an optimisation: never fail the run
+        logging.warning("data cache: could not write %s: %s", directory / key, e)
+    return prepared, False
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _entries(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir())
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m durgru_jax.data.cache", description="List or clear the data cache."
+    )
+    ap.add_argument("--dir", default=None, help=f"cache directory (default: ${ENV_VAR} or "
+                    "~/.cache/durgru_jax)")
+    ap.add_argument("command", choices=("list", "clear", "path"))
+    ap.add_argument("keys", nargs="*", help="clear: only these entries (default: all)")
+    args = ap.parse_args(argv)
+    directory = Path(args.dir).expanduser() if args.dir else default_cache_dir()
+    if args.command == "path":
+        print(directory)
+        return 0
+    if args.command == "list":
+        for e in _entries(directory):
+            meta = _read_meta(e)
+            if meta is None or "." in e.name:
+                print(f"{e.name}  (incomplete or temporary)")
+                continue
+            d = meta.get("description", {})
+            cfg = d.get("config", {})
+            srcs = ", ".join(s["path"] for s in d.get("sources", [])) or "-"
+            n = meta["scalars"].get("info", {}).get("n_events", "?")
+            print(
+                f"{e.name}  {_size(e) / 2**20:8.1f} MiB  {meta.get('created', '?')}  "
+                f"source={cfg.get('source', '?')}  events={n}  files={srcs}"
+            )
+        return 0
+    wanted = set(args.keys)
+    for e in _entries(directory):
+        base = e.name.split(".", 1)[0]
+        if not wanted or base in wanted:
+            _remove_tree(e)
+            print(f"removed {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
