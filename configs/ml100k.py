@@ -11,9 +11,8 @@ from durgru_jax.base_config import get_base_config
 def get_config(variant: str = "default"):
     c = get_base_config()
     c.data.source = "movielens"
-    c.data.path = (
-        "data/raw/ml-100k/u.data"  # download: https://grouplens.org/datasets/movielens/100k/
-    )
+    c.data.path = "data/raw/ml-100k/u.data"  # official: grouplens.org/datasets/movielens/100k
+    c.data.dataset = "ml100k"  # fetched into data/raw/ when the path is missing (if allowed)
     c.data.max_len = 100  # input events per training window / evaluation input
     c.data.hour_buckets = 0  # rating timestamps say when a rating was entered, not watched
     c.data.gap_buckets = 4  # time since the previous rating, 4 quantile buckets

@@ -12,6 +12,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data = d = ml_collections.ConfigDict()
     d.source = "synthetic"  # "synthetic" | "movielens" | "csv"
     d.path = ""  # input file for movielens / csv
+    d.dataset = ""  # registry name (durgru_jax/data/download.py) to fetch a missing file
+    d.download = True  # fetch a missing registered dataset from its official source
+    d.cache = True  # cache the prepared arrays (keyed by config + source size/mtime)
+    d.cache_dir = ""  # "" = $DURGRU_CACHE or ~/.cache/durgru_jax
     d.on_bad_rows = "error"  # "error": stop at the first bad row; "skip": drop and count them
     d.sep = ""  # csv only: field separator ("" = from the file extension)
     d.timestamp_unit = "s"  # csv only: unit of numeric timestamps, "s" | "ms"
@@ -95,4 +99,28 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Extra runs trained beside this one, each "key=value[,key=value]" of overrides; their
     # metrics are stored under "comparisons" in results.json.
     c.compare = ()
+    return c
+
+
+def get_session_config() -> ml_collections.ConfigDict:
+    """Base for click / behaviour logs: sessions, derived dwell, temporal split."""
+    c = get_base_config()
+    d = c.data
+    d.split = "temporal"  # sessions ending in the last day are test, the day before valid
+    d.temporal_test_days = 1.0
+    d.temporal_valid_days = 1.0
+    d.session_gap_s = 1800.0  # a user's events 30 min apart start a new session
+    d.kcore_users = 2  # sessions with a single click cannot be evaluated
+    d.kcore_items = 5  # items with fewer than 5 clicks are removed (GRU4Rec's filter)
+    d.drop_consecutive_repeats = True  # a reload of the same item is one view
+    d.duration_proxy = "next_gap"  # dwell = gap to the next click of the session
+    d.dwell_cap_s = 1800.0
+    d.hour_buckets = 4
+    d.max_len = 20
+    c.model.duration_delay = 1  # that dwell is the next click's time: never let it leak
+    c.eval.exclude_history = False  # re-clicking an item is a legitimate next click
+    c.eval.unknown_targets = "drop"  # test items never seen in training are removed
+    c.train.select_metric = "valid/recall@20"
+    c.train.batch_size = 256
+    c.optim.learning_rate = 5e-3
     return c

@@ -16,10 +16,14 @@ import ml_collections
 import pytest
 
 _CACHE_DIR: str | None = None
+_DATA_CACHE_DIR: str | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _CACHE_DIR
+    global _CACHE_DIR, _DATA_CACHE_DIR
+    # Prepared-data cache entries of the tests never land in the user's ~/.cache.
+    _DATA_CACHE_DIR = tempfile.mkdtemp(prefix="durgru-jax-test-data-cache-")
+    os.environ["DURGRU_CACHE"] = _DATA_CACHE_DIR
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # the caller chose a cache: keep it
         return
     _CACHE_DIR = tempfile.mkdtemp(prefix="durgru-jax-test-xla-cache-")
@@ -32,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _DATA_CACHE_DIR is not None:
+        shutil.rmtree(_DATA_CACHE_DIR, ignore_errors=True)
     if _CACHE_DIR is not None:
         shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
