@@ -27,7 +27,10 @@ complete entry. If another process completed the same entry first, ours is disca
 
 **Loading** memory-maps every ``.npy`` (``np.load(mmap_mode="r")``). The arrays returned are
 plain, read-only ``np.ndarray`` views of the maps (no ``np.memmap`` subclass surprises): reads,
-slices and fancy indexing work as usual; in-place writes raise.
+slices and fancy indexing work as usual; in-place writes raise. ``info`` and the other
+non-array fields go through JSON: tuples come back as lists, mapping keys as strings, numpy
+scalars as Python numbers (a value JSON cannot hold makes the write fail, and
+:func:`cached_prepare` then just logs that the entry was not cached).
 
 **Clearing**: ``python -m durgru_jax.data.cache clear`` (or ``rm -rf ~/.cache/durgru_jax``);
 ``python -m durgru_jax.data.cache list`` shows the entries.
@@ -234,6 +237,7 @@ def _write_entry(prepared: Prepared, directory: Path, meta_extra: Mapping[str, A
         "arrays": arrays,
         "objects": objects,
         "scalars": scalars,
+        "files": {p.name: p.stat().st_size for p in sorted(directory.iterdir())},
         **_jsonable(dict(meta_extra)),
     }
     with open(directory / META, "x", encoding="utf-8") as fh:  # written last
@@ -257,16 +261,20 @@ def _read_meta(entry: Path) -> dict[str, Any] | None:
     return meta
 
 
-def _entry_files(meta: Mapping[str, Any]) -> list[str]:
-    files = [f"{n}.npy" for n in meta.get("arrays", {})]
-    for n, spec in meta.get("objects", {}).items():
-        files.append(f"{n}.npy" if spec.get("encoding") == "int64" else f"{n}.json")
-    return files
+def _files_intact(entry: Path, meta: Mapping[str, Any]) -> bool:
+    """Every data file listed in ``meta`` exists with its recorded size."""
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        return False
+    try:
+        return all((entry / name).stat().st_size == size for name, size in files.items())
+    except OSError:
+        return False
 
 
 def _is_complete(entry: Path) -> bool:
     meta = _read_meta(entry)
-    return meta is not None and all((entry / f).is_file() for f in _entry_files(meta))
+    return meta is not None and _files_intact(entry, meta)
 
 
 def _remove_tree(path: Path) -> None:
@@ -329,8 +337,12 @@ def load_prepared(directory: str | os.PathLike, key: str) -> Prepared | None:
     meta = _read_meta(entry)
     if meta is None:
         return None
+    if not _files_intact(entry, meta):
+        logging.warning("data cache: damaged entry %s (missing or truncated files): ignored", entry)
+        return None
     names = {f.name for f in dataclasses.fields(Prepared)}
-    stored = set(meta.get("arrays", {})) | set(meta.get("objects", {})) | set(meta["scalars"])
+    stored = set(meta.get("arrays", {})) | set(meta.get("objects", {}))
+    stored |= set(meta.get("scalars", {}))
     if stored != names:
         logging.info("data cache: %s was written for other Prepared fields: ignored", entry)
         return None
@@ -418,8 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m durgru_jax.data.cache", description="List or clear the data cache."
     )
-    ap.add_argument("--dir", default=None, help=f"cache directory (default: ${ENV_VAR} or "
-                    "~/.cache/durgru_jax)")
+    ap.add_argument(
+        "--dir", default=None, help=f"cache directory (default: ${ENV_VAR} or ~/.cache/durgru_jax)"
+    )
     ap.add_argument("command", choices=("list", "clear", "path"))
     ap.add_argument("keys", nargs="*", help="clear: only these entries (default: all)")
     args = ap.parse_args(argv)
