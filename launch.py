@@ -13,6 +13,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (resumes if it holds a run).")
+_SWEEP = flags.DEFINE_bool(
+    "sweep", False, "Run the sweep(add) declared in the config file, one sub-directory per run."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -33,6 +36,11 @@ def main(argv):
         from durgru_jax import ctr
 
         ctr.run(config, _WORKDIR.value)
+    elif _SWEEP.value:
+        from durgru_jax import sweep
+
+        path = config_flags.get_config_filename(flags.FLAGS["config"])
+        sweep.run_sweep(config, path, _WORKDIR.value)
     elif config.get("bench", False):
         from durgru_jax import bench
 
