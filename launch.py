@@ -32,7 +32,11 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
     config = _CONFIG.value
-    if config.get("task", "") == "ctr":
+    if config.get("task", "") == "baseline":
+        from durgru_jax.baselines import run as baselines
+
+        baselines.run(config, _WORKDIR.value)
+    elif config.get("task", "") == "ctr":
         from durgru_jax import ctr
 
         ctr.run(config, _WORKDIR.value)

@@ -1,20 +1,26 @@
-"""Readers for raw interaction logs: MovieLens ratings and generic CSV/TSV/Parquet logs.
+"""Readers for raw interaction logs: MovieLens, the original files of the session and behaviour
+datasets (Taobao UserBehavior, Tianchi 2015 mobile, YooChoose, DIGINETICA, KuaiRec) and generic
+CSV/TSV/Parquet logs. :func:`read_dataset` picks the reader by format name.
 
 Every reader returns a :class:`ReadResult` whose ``events`` frame is in *file order* (the caller
 sorts stably by ``(user, timestamp)`` so that equal timestamps keep file order) with columns
 
-* ``user``, ``item``: raw ids, ``int64`` when every kept id is an integer, else ``str``;
+* ``user``, ``item``: raw ids, ``int64`` when every kept id is an integer, else ``str``
+  (session datasets put the session id in ``user``);
 * ``timestamp``: ``float64`` Unix seconds;
-* optional ``duration`` (``float64`` seconds, NaN = missing), ``rating`` (``float32``) and
-  ``behavior`` (``str``).
+* optional ``duration`` (``float64`` seconds, NaN = missing), ``rating`` (``float32``),
+  ``behavior`` (``str``; a pandas ``Categorical`` in the original-format readers) and
+  ``category`` (``int64`` item category, or a ``Categorical`` of text for YooChoose);
+* format-specific extras after those (KuaiRec: ``video_duration`` seconds, ``watch_ratio``).
 
 Malformed rows (wrong number of fields, a non-numeric or missing value where a number is
-required, a negative or infinite duration, a missing id or timestamp) either raise
-:class:`DataFormatError` naming file, line and column of the first one (``on_bad_rows="error"``)
-or are dropped and counted (``on_bad_rows="skip"``).
+required, a negative or infinite duration, a missing id or timestamp, an unparsable date) either
+raise :class:`DataFormatError` naming file, line and column of the first one
+(``on_bad_rows="error"``) or are dropped and counted (``on_bad_rows="skip"``).
 
 Parsing is vectorised with pyarrow compute kernels; line numbers are kept per record, so bad rows
-are located without a second pass.
+are located without a second pass. The original-format readers stream the file in blocks (see
+``_read_layout``), so their memory follows the parsed columns, not the size of the text.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +36,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 __all__ = [
     "CANONICAL_COLUMNS",
     "DataFormatError",
     "ReadResult",
+    "read_dataset",
+    "read_diginetica",
     "read_interactions",
+    "read_kuairec",
     "read_movielens",
+    "read_taobao",
+    "read_tianchi",
+    "read_yoochoose_clicks",
+    "read_yoochoose_prepared",
 ]
 
 CANONICAL_COLUMNS = ("user", "item", "timestamp", "duration", "rating", "behavior")
@@ -739,3 +753,709 @@ def _finish_ids(ids: pa.Array) -> np.ndarray | pd.Series:
     if pc.all(pc.match_substring_regex(ids, _INT_RE)).as_py() in (True, None):
         return ids.cast(pa.int64()).to_numpy(zero_copy_only=False)
     return ids.to_pandas()
+
+
+# --------------------------------------------------------------------------- original-format logs
+#
+# The readers below stream the file in blocks of whole lines. Each block is first parsed by the
+# pyarrow CSV reader with explicit column types (multi-threaded, no Python per row); a block that
+# fails to parse or holds a value out of range is parsed again, more slowly, by the line-aware
+# splitter above, which finds every bad row with its line and column. That second parser is the
+# authority: the fast one may only accept what it accepts, so a file reads the same whatever the
+# block size.
+
+_BLOCK_BYTES = 32 << 20
+_PIECE_BYTES = 256 << 10
+_NOT_CHOICE = 7
+_FAST_TYPES = {
+    "id": pa.int64(),
+    "code": pa.int64(),
+    "num": pa.float64(),
+    "duration": pa.float64(),
+    "extra_num": pa.float64(),
+    "text": pa.dictionary(pa.int32(), pa.string()),
+    "hour": pa.timestamp("s"),
+    "date": pa.date32(),
+    "iso": pa.timestamp("us", tz="UTC"),
+}
+_TIME_FORMATS = {"hour": "%Y-%m-%d %H", "date": "%Y-%m-%d"}
+_TIME_EXAMPLES = {
+    "hour": "a time like '2014-12-06 02' (YYYY-MM-DD HH)",
+    "date": "a date like '2016-05-09' (YYYY-MM-DD)",
+    "iso": "an ISO-8601 time like '2014-04-07T10:51:09.277Z'",
+}
+_OUTPUT_ORDER = ("user", "item", "timestamp", "duration", "rating", "behavior", "category")
+_DATASET_FORMATS = (
+    "movielens",
+    "csv",
+    "taobao",
+    "tianchi",
+    "yoochoose",
+    "yoochoose_prepared",
+    "diginetica",
+    "kuairec",
+)
+_TAOBAO_URL = "https://tianchi.aliyun.com/dataset/649"
+_TIANCHI_URL = "https://tianchi.aliyun.com/dataset/46"
+_YOOCHOOSE_URL = "https://recsys.acm.org/recsys15/challenge/"
+_DIGINETICA_URL = "https://competitions.codalab.org/competitions/11161"
+_KUAIREC_URL = "https://kuairec.com/"
+
+
+@dataclass(frozen=True)
+class _Col:
+    """One field of an original-format file.
+
+    ``kind`` is one of ``skip`` (not parsed; only the field count is checked),
+    ``id`` (integer id), ``code`` (integer ``1..len(choices)`` naming ``choices[k - 1]``),
+    ``num`` (finite number), ``duration`` (finite non-negative number), ``extra_num``
+    (number or missing), ``text`` (non-empty string, kept as a category), ``hour``/``date``/
+    ``iso`` (times, UTC). Numbers are divided by ``per`` (1000 for milliseconds to seconds).
+    """
+
+    name: str
+    kind: str
+    out: str | None = None
+    per: float = 1.0
+    choices: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return self.out or self.name
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """An original file format: separator, fields and where to get the file."""
+
+    fmt: str
+    sep: str
+    header: bool
+    columns: tuple[_Col, ...]
+    hint: str
+    shape: str
+    folder_names: tuple[str, ...] = ()
+    seed_categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    timestamp_parsers: tuple[str, ...] | None = None
+
+
+class _Categories:
+    """A growing category list shared by the blocks of one text column."""
+
+    def __init__(self, seed: tuple[str, ...] = ()) -> None:
+        self.index: dict[str, int] = {value: code for code, value in enumerate(seed)}
+
+    def codes(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+        parts = []
+        for chunk in chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = pc.dictionary_encode(chunk)
+            lut = np.array(
+                [self.index.setdefault(v, len(self.index)) for v in chunk.dictionary.to_pylist()],
+                np.int64,
+            )
+            indices = chunk.indices.to_numpy(zero_copy_only=False)
+            parts.append(lut[indices] if len(lut) else np.zeros(0, np.int64))
+        codes = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return codes.astype(_code_dtype(len(self.index)))
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.index)
+
+
+class _Growing:
+    """A 1-D array filled block by block; it grows in place (``realloc``) when it must."""
+
+    def __init__(self, dtype: np.dtype, capacity: int) -> None:
+        self.data = np.empty(capacity, dtype)
+        self.size = 0
+
+    def append(self, values: np.ndarray) -> None:
+        if values.dtype != self.data.dtype:
+            dtype = np.result_type(self.data.dtype, values.dtype)
+            if dtype != self.data.dtype:
+                self.data = self.data.astype(dtype)
+        end = self.size + len(values)
+        if end > len(self.data):
+            self.data.resize(max(end, len(self.data) + len(self.data) // 4), refcheck=False)
+        self.data[self.size : end] = values
+        self.size = end
+
+    def finish(self) -> np.ndarray:
+        # Shrinking in place returns the unused tail; the array owns its data and no view of
+        # it has been handed out.
+        self.data.resize(self.size, refcheck=False)
+        data, self.data = self.data, np.empty(0, self.data.dtype)
+        return data
+
+
+def _code_dtype(n: int) -> type:
+    if n < 2**7:
+        return np.int8
+    if n < 2**15:
+        return np.int16
+    return np.int32
+
+
+def read_taobao(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
+    """Read Taobao UserBehavior ``UserBehavior.csv`` (Alibaba, Tianchi dataset 649).
+
+    No header; each line is ``user,item,category,behavior,timestamp`` with behaviour ``pv``,
+    ``cart``, ``fav`` or ``buy`` and Unix-second timestamps. The file (100M rows) is streamed:
+    memory is about 33 bytes per row (``int64`` user, item, category, ``float64`` timestamp,
+    ``behavior`` as a pandas ``Categorical`` whose categories start ``pv, cart, fav, buy``).
+    Any non-empty behaviour string is kept. A folder is searched for ``UserBehavior.csv``.
+
+    Raises:
+        FileNotFoundError: no such file, with where to download it.
+        DataFormatError: empty file or a bad row (with ``on_bad_rows="error"``).
+    """
+    return _read_layout(path, _TAOBAO, on_bad_rows)
+
+
+def read_tianchi(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
+    """Read the Tianchi 2015 mobile recommendation logs (``tianchi_mobile_recommend_train_user``).
+
+    Header ``user_id,item_id,behavior_type,user_geohash,item_category,time`` (columns found by
+    name); ``time`` is ``YYYY-MM-DD HH`` (hour resolution, taken as UTC) and ``behavior_type``
+    1..4 means click, collect, cart, buy (any other value is a bad row). ``user_geohash`` is
+    ignored. Columns: ``user``, ``item``, ``timestamp``, ``behavior`` (Categorical of the four
+    names), ``category`` (``int64`` item category).
+    """
+    return _read_layout(path, _TIANCHI, on_bad_rows)
+
+
+def read_yoochoose_clicks(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
+    """Read RecSys Challenge 2015 ``yoochoose-clicks.dat`` (or ``yoochoose-test.dat``).
+
+    No header; each line is ``session,timestamp,item,category`` with an ISO-8601 timestamp such
+    as ``2014-04-07T10:51:09.277Z`` (naive times are taken as UTC). ``user`` is the session id;
+    ``category`` is kept as text (``"S"`` = special offer, ``"0"`` = missing, 1-12 categories,
+    longer numbers brands) in a pandas ``Categorical``.
+    """
+    return _read_layout(path, _YOOCHOOSE, on_bad_rows)
+
+
+def read_yoochoose_prepared(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
+    """Read the common prepared YooChoose TSV (GRU4Rec style): header ``SessionId ItemId Time``.
+
+    TAB-separated, columns found by name, ``Time`` in (fractional) Unix seconds. ``user`` is the
+    session id.
+    """
+    return _read_layout(path, _YOOCHOOSE_PREPARED, on_bad_rows)
+
+
+def read_diginetica(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
+    """Read DIGINETICA (CIKM Cup 2016) ``train-item-views.csv``.
+
+    ``;``-separated with header ``session_id;user_id;item_id;timeframe;eventdate``. ``user`` is
+    the session id (``user_id``, mostly ``NA``, is ignored). ``timeframe`` counts milliseconds
+    from the start of the session, so ``timestamp`` = UTC midnight of the session's *first*
+    ``eventdate`` + ``timeframe / 1000``: gaps within a session are exact even for the sessions
+    that cross midnight (whose later rows carry the next day's date), and events order by
+    ``timeframe`` within a session.
+    """
+    result = _read_layout(path, _DIGINETICA, on_bad_rows)
+    events = result.events
+    day = events.pop("_eventdate")
+    offset = events.pop("_timeframe")
+    if len(events):
+        first_day = pd.Series(day.to_numpy()).groupby(events["user"].to_numpy()).transform("min")
+        events.insert(2, "timestamp", first_day.to_numpy(np.float64) + offset.to_numpy())
+    else:
+        events.insert(2, "timestamp", np.zeros(0, np.float64))
+    return result
+
+
+def read_kuairec(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
+    """Read KuaiRec ``small_matrix.csv`` or ``big_matrix.csv``.
+
+    Header ``user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio``
+    (columns found by name; ``time`` and ``date`` are ignored). Durations are milliseconds in
+    the file and seconds in the result: ``duration`` = ``play_duration / 1000`` (the real
+    viewing time), plus extra columns ``video_duration`` (seconds) and ``watch_ratio``
+    (missing = NaN). ``timestamp`` (Unix seconds) is required: the rows where KuaiRec left it
+    empty are bad rows (use ``on_bad_rows="skip"``), as are negative durations.
+    """
+    return _read_layout(path, _KUAIREC, on_bad_rows)
+
+
+def read_dataset(
+    fmt: str, path: str | os.PathLike[str], on_bad_rows: str = "error", **kwargs: object
+) -> ReadResult:
+    """Read ``path`` with the reader for ``fmt``.
+
+    ``fmt`` is one of ``movielens``, ``csv`` (:func:`read_interactions`; ``kwargs`` go to it),
+    ``taobao``, ``tianchi``, ``yoochoose`` (``yoochoose-clicks.dat``), ``yoochoose_prepared``,
+    ``diginetica`` or ``kuairec``.
+
+    Raises:
+        ValueError: unknown ``fmt``, or ``kwargs`` for a reader that takes none.
+    """
+    readers = {
+        "movielens": read_movielens,
+        "csv": read_interactions,
+        "taobao": read_taobao,
+        "tianchi": read_tianchi,
+        "yoochoose": read_yoochoose_clicks,
+        "yoochoose_prepared": read_yoochoose_prepared,
+        "diginetica": read_diginetica,
+        "kuairec": read_kuairec,
+    }
+    if fmt not in readers:
+        raise ValueError(f"unknown data format {fmt!r}; expected one of {_DATASET_FORMATS}")
+    if kwargs and fmt != "csv":
+        raise ValueError(
+            f"format {fmt!r} takes no options besides on_bad_rows, got {sorted(kwargs)}"
+        )
+    return readers[fmt](path, on_bad_rows=on_bad_rows, **kwargs)
+
+
+_TAOBAO = _Layout(
+    fmt="taobao",
+    sep=",",
+    header=False,
+    columns=(
+        _Col("user", "id"),
+        _Col("item", "id"),
+        _Col("category", "id"),
+        _Col("behavior", "text"),
+        _Col("timestamp", "num"),
+    ),
+    hint=f"download UserBehavior.csv.zip from {_TAOBAO_URL} (Alibaba, Tianchi) and unzip it",
+    shape="no header, 5 fields 'user,item,category,behavior,timestamp'",
+    folder_names=("UserBehavior.csv",),
+    seed_categories=(("behavior", ("pv", "cart", "fav", "buy")),),
+)
+_TIANCHI = _Layout(
+    fmt="tianchi",
+    sep=",",
+    header=True,
+    columns=(
+        _Col("user_id", "id", out="user"),
+        _Col("item_id", "id", out="item"),
+        _Col("behavior_type", "code", out="behavior", choices=("click", "collect", "cart", "buy")),
+        _Col("item_category", "id", out="category"),
+        _Col("time", "hour", out="timestamp"),
+    ),
+    hint=(
+        f"download tianchi_mobile_recommend_train_user.zip from {_TIANCHI_URL} "
+        "(Alibaba Tianchi mobile recommendation, 2015) and unzip it"
+    ),
+    shape="header 'user_id,item_id,behavior_type,user_geohash,item_category,time'",
+    folder_names=("tianchi_mobile_recommend_train_user.csv", "tianchi_fresh_comp_train_user.csv"),
+    timestamp_parsers=("%Y-%m-%d %H",),
+)
+_YOOCHOOSE = _Layout(
+    fmt="yoochoose",
+    sep=",",
+    header=False,
+    columns=(
+        _Col("session", "id", out="user"),
+        _Col("timestamp", "iso"),
+        _Col("item", "id"),
+        _Col("category", "text"),
+    ),
+    hint=(
+        f"download yoochoose-data.7z (RecSys Challenge 2015) via {_YOOCHOOSE_URL} and extract "
+        "yoochoose-clicks.dat"
+    ),
+    shape="no header, 4 fields 'session,timestamp,item,category'",
+    folder_names=("yoochoose-clicks.dat",),
+)
+_YOOCHOOSE_PREPARED = _Layout(
+    fmt="yoochoose_prepared",
+    sep="\t",
+    header=True,
+    columns=(
+        _Col("SessionId", "id", out="user"),
+        _Col("ItemId", "id", out="item"),
+        _Col("Time", "num", out="timestamp"),
+    ),
+    hint=(
+        f"prepare it from yoochoose-clicks.dat (RecSys Challenge 2015, {_YOOCHOOSE_URL}) with "
+        "the GRU4Rec preprocessing script, or use format 'yoochoose' on the original file"
+    ),
+    shape="TAB-separated header 'SessionId ItemId Time'",
+)
+_DIGINETICA = _Layout(
+    fmt="diginetica",
+    sep=";",
+    header=True,
+    columns=(
+        _Col("session_id", "id", out="user"),
+        _Col("item_id", "id", out="item"),
+        _Col("timeframe", "num", out="_timeframe", per=1000.0),
+        _Col("eventdate", "date", out="_eventdate"),
+    ),
+    hint=(
+        f"download dataset-train-diginetica.zip (CIKM Cup 2016 track 2) from {_DIGINETICA_URL} "
+        "and unzip train-item-views.csv"
+    ),
+    shape="';'-separated header 'session_id;user_id;item_id;timeframe;eventdate'",
+    folder_names=("train-item-views.csv",),
+)
+_KUAIREC = _Layout(
+    fmt="kuairec",
+    sep=",",
+    header=True,
+    columns=(
+        _Col("user_id", "id", out="user"),
+        _Col("video_id", "id", out="item"),
+        _Col("play_duration", "duration", out="duration", per=1000.0),
+        _Col("video_duration", "duration", per=1000.0),
+        _Col("timestamp", "num"),
+        _Col("watch_ratio", "extra_num"),
+    ),
+    hint=(
+        f"download KuaiRec.zip from {_KUAIREC_URL} (https://github.com/chongminggao/KuaiRec) "
+        "and unzip KuaiRec/data/small_matrix.csv or big_matrix.csv"
+    ),
+    shape=(
+        "header 'user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio'"
+    ),
+)
+
+
+def _read_layout(
+    path: str | os.PathLike[str],
+    layout: _Layout,
+    on_bad_rows: str,
+    block_bytes: int | None = None,
+) -> ReadResult:
+    """Stream one original-format file into a :class:`ReadResult` (see the section comment)."""
+    _check_on_bad_rows(on_bad_rows)
+    block_bytes = block_bytes or _BLOCK_BYTES
+    file = _resolve_layout_path(path, layout)
+    with open(file, "rb") as handle:
+        first = handle.read(block_bytes)
+        start = 3 if first.startswith(b"\xef\xbb\xbf") else 0
+        if len(first) <= start or first[start:].isspace():
+            raise DataFormatError(file, "is empty")
+        if first[:2] == b"\x1f\x8b":
+            raise DataFormatError(file, "is gzip-compressed; decompress it first")
+        if b"\x00" in first:
+            line = first.count(b"\n", 0, first.index(b"\x00")) + 1
+            raise DataFormatError(
+                file,
+                "contains NUL bytes: it is binary or UTF-16 encoded, expected ASCII/UTF-8 text",
+                line=line,
+            )
+        lines_before = 0
+        n_fields = len(layout.columns)
+        wanted = [(i, col) for i, col in enumerate(layout.columns) if col.kind != "skip"]
+        if layout.header:
+            start, lines_before, names = _read_header(first, start, layout.sep)
+            line = lines_before
+            wanted = [(_header_index(file, names, col.name, line), col) for col in layout.columns]
+            n_fields = len(names)
+        state = _StreamState(file, layout, on_bad_rows, wanted, n_fields, file.stat().st_size)
+        for buffer, begin, end in _line_blocks(handle, first, start, block_bytes):
+            state.add(buffer, begin, end, lines_before)
+            lines_before += buffer.count(b"\n", begin, end)
+    return state.result()
+
+
+def _read_header(first: bytes, start: int, sep: str) -> tuple[int, int, list[str]]:
+    """Find the header (the first non-blank line) of the first block.
+
+    Returns the offset just after it, its 1-based line number and the column names.
+    """
+    line_no = 0
+    while True:
+        line_no += 1
+        end = first.find(b"\n", start)
+        stop = len(first) if end < 0 else end
+        line = first[start:stop]
+        start = stop + 1 if end >= 0 else stop
+        if (line and not line.isspace()) or end < 0:
+            header = line.decode("latin-1").rstrip("\r")
+            return start, line_no, _split_header(header, sep)
+
+
+def _resolve_layout_path(path: str | os.PathLike[str], layout: _Layout) -> Path:
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"{os.fspath(path)}: no such file; {layout.hint}")
+    if file.is_dir():
+        for name in layout.folder_names:
+            if (file / name).is_file():
+                return file / name
+        if layout.folder_names:
+            raise FileNotFoundError(
+                f"no {' or '.join(layout.folder_names)} in folder {os.fspath(path)}; {layout.hint}"
+            )
+        raise DataFormatError(path, "is a directory, expected a file")
+    return file
+
+
+def _line_blocks(
+    handle: io.BufferedReader, first: bytes, start: int, block_bytes: int
+) -> Iterator[tuple[bytes, int, int]]:
+    """Yield ``(buffer, begin, end)`` so that ``buffer[begin:end]`` are whole lines.
+
+    Blocks are handed out by offset, without copying them; only the partial last line of a block
+    is copied to the front of the next one.
+    """
+    buffer, pos = first, start
+    while True:
+        cut = buffer.rfind(b"\n", pos)
+        if cut >= 0:
+            yield buffer, pos, cut + 1
+            rest = buffer[cut + 1 :]
+        else:
+            rest = buffer[pos:]
+        block = handle.read(block_bytes)
+        if not block:
+            if rest:
+                yield rest, 0, len(rest)
+            return
+        buffer, pos = (rest + block if rest else block), 0
+
+
+class _StreamState:
+    """Parsed blocks of one file plus the bad-row bookkeeping."""
+
+    def __init__(
+        self,
+        file: Path,
+        layout: _Layout,
+        on_bad_rows: str,
+        wanted: list[tuple[int, _Col]],
+        n_fields: int,
+        file_size: int,
+    ) -> None:
+        self.file = file
+        self.file_size = file_size
+        self.layout = layout
+        self.on_bad_rows = on_bad_rows
+        self.wanted = wanted
+        self.n_fields = n_fields
+        self.n_records = 0
+        self.n_bad = 0
+        self.examples: list[str] = []
+        self.columns: dict[str, _Growing] = {}
+        seeds = dict(layout.seed_categories)
+        self.categories = {
+            col.target: _Categories(seeds.get(col.target, ()))
+            for _, col in wanted
+            if col.kind == "text"
+        }
+        names = [f"f{i}" for i in range(n_fields)]
+        self.read_options = pacsv.ReadOptions(column_names=names, use_threads=True)
+        self.parse_options = pacsv.ParseOptions(delimiter=layout.sep, ignore_empty_lines=True)
+        parsers = list(layout.timestamp_parsers) if layout.timestamp_parsers else None
+        self.convert_options = pacsv.ConvertOptions(
+            column_types={f"f{i}": _FAST_TYPES[col.kind] for i, col in wanted},
+            include_columns=[f"f{i}" for i, _ in wanted],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            timestamp_parsers=parsers,
+        )
+
+    def add(self, buffer: bytes, begin: int, end: int, lines_before: int) -> None:
+        values = self._fast(memoryview(buffer)[begin:end])
+        if values is None:
+            values = self._refine(buffer, begin, end, lines_before)
+        if not self.columns:
+            # Rows in the whole file, estimated from the first block with 10 % to spare: the
+            # arrays are filled in place, and pages never written cost no memory.
+            per_byte = len(next(iter(values.values()))) / max(end - begin, 1)
+            capacity = int(per_byte * self.file_size * 1.1) + 1024
+            self.columns = {name: _Growing(value.dtype, capacity) for name, value in values.items()}
+        for name, value in values.items():
+            self.columns[name].append(value)
+
+    def _refine(
+        self, buffer: bytes, begin: int, end: int, lines_before: int
+    ) -> dict[str, np.ndarray]:
+        """Parse a block that holds a bad value: its small pieces fast, the bad pieces slowly."""
+        pieces = []
+        while begin < end:
+            stop = end
+            if begin + _PIECE_BYTES < end:
+                stop = buffer.rfind(b"\n", begin, begin + _PIECE_BYTES) + 1
+                if stop <= begin:
+                    stop = buffer.find(b"\n", begin + _PIECE_BYTES, end) + 1 or end
+            values = self._fast(memoryview(buffer)[begin:stop])
+            if values is None:
+                values = self._slow(buffer[begin:stop].decode("latin-1"), lines_before)
+            pieces.append(values)
+            lines_before += buffer.count(b"\n", begin, stop)
+            begin = stop
+        return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+
+    def _fast(self, chunk: memoryview) -> dict[str, np.ndarray] | None:
+        """Parse a block with the pyarrow CSV reader; None when any value needs a closer look."""
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(chunk),
+                read_options=self.read_options,
+                parse_options=self.parse_options,
+                convert_options=self.convert_options,
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        out = {}
+        # Text columns last: their categories grow only with blocks that are accepted.
+        for i, col in sorted(self.wanted, key=lambda pair: pair[1].kind == "text"):
+            column = table.column(f"f{i}")
+            if col.kind != "extra_num" and column.null_count:
+                return None
+            value = self._fast_value(col, column)
+            if value is None:
+                return None
+            out[col.target] = value
+        self.n_records += table.num_rows
+        return out
+
+    def _fast_value(self, col: _Col, column: pa.ChunkedArray) -> np.ndarray | None:
+        kind = col.kind
+        if kind == "text":
+            return self.categories[col.target].codes(column)
+        if kind in ("hour", "iso"):
+            # Dividing (not multiplying by 1e-6) gives the float nearest to the exact time.
+            per_second = 1.0 / _UNIT_SECONDS[column.type.unit]
+            return column.cast(pa.int64()).to_numpy() / per_second
+        if kind == "date":
+            return column.cast(pa.int32()).to_numpy().astype(np.float64) * 86400.0
+        values = column.to_numpy() if kind != "extra_num" else _to_numpy(column)
+        if kind == "id":
+            return values
+        if kind == "code":
+            if len(values) and (values.min() < 1 or values.max() > len(col.choices)):
+                return None
+            return (values - 1).astype(np.int8)
+        if kind == "extra_num":
+            if np.isinf(values).any():
+                return None
+        elif not np.isfinite(values).all() or (kind == "duration" and (values < 0).any()):
+            return None
+        return values / col.per if col.per != 1.0 else values
+
+    def _slow(self, text: str, lines_before: int) -> dict[str, np.ndarray]:
+        """Parse a block line by line (vectorised), locating and handling every bad row."""
+        indices = [i for i, _ in self.wanted]
+        if '"' in text:
+            body = _split_body_csv(text, self.layout.sep, lines_before, self.n_fields, indices)
+        else:
+            body = _split_body_fast(text, self.layout.sep, lines_before, self.n_fields, indices)
+        n_records = len(body.locations)
+        self.n_records += n_records
+        shape_ok = body.field_counts == body.n_expected
+        n_good = int(shape_ok.sum())
+        codes = np.zeros((n_good, len(self.wanted)), np.uint8)
+        parsed = []
+        for k, (i, col) in enumerate(self.wanted):
+            value, codes[:, k] = _parse_original(col, body.columns[i])
+            parsed.append(value)
+        good_records = np.flatnonzero(shape_ok)
+        bad_values = codes.any(axis=1)
+        bad = ~shape_ok
+        bad[good_records[bad_values]] = True
+        n_bad = int(bad.sum())
+        if n_bad:
+            self.n_bad += n_bad
+            room = 1 if self.on_bad_rows == "error" else _MAX_EXAMPLES - len(self.examples)
+            for record in np.flatnonzero(bad)[: max(room, 0)]:
+                error = self._row_error(body, codes, good_records, int(record))
+                if self.on_bad_rows == "error":
+                    raise error
+                self.examples.append(str(error))
+        keep = ~bad_values
+        out = {}
+        for (_, col), value in zip(self.wanted, parsed, strict=True):
+            if col.kind == "text":
+                out[col.target] = self.categories[col.target].codes(value.filter(pa.array(keep)))
+            else:
+                out[col.target] = value[keep]
+        return out
+
+    def _row_error(
+        self, body: _Body, codes: np.ndarray, good_records: np.ndarray, record: int
+    ) -> DataFormatError:
+        line = int(body.locations[record])
+        count = int(body.field_counts[record])
+        if count != body.n_expected:
+            detail = f"expected {body.n_expected} fields, got {count}"
+            if not self.layout.header:
+                detail += f" ({self.layout.fmt}: {self.layout.shape})"
+            return DataFormatError(self.file, detail, line=line)
+        position = int(np.searchsorted(good_records, record))
+        k = int(np.flatnonzero(codes[position])[0])
+        index, col = self.wanted[k]
+        raw = body.columns[index][position].as_py()
+        code = int(codes[position, k])
+        if code == _NOT_CHOICE:
+            named = ", ".join(f"{j + 1} = {c}" for j, c in enumerate(col.choices))
+            detail = f"expected one of {named}, got {raw.strip()!r}"
+        elif code == _NOT_TIME:
+            detail = f"expected {_TIME_EXAMPLES[col.kind]}, got {raw.strip()!r}"
+        else:
+            detail = _describe(code, raw)
+        if line == 1 and not self.layout.header:
+            detail += f" ({self.layout.fmt}: {self.layout.shape})"
+        return DataFormatError(self.file, detail, line=line, column=col.name)
+
+    def result(self) -> ReadResult:
+        if self.n_records == 0:
+            detail = "has a header but no data rows" if self.layout.header else "is empty"
+            raise DataFormatError(self.file, detail)
+        columns: dict[str, object] = {}
+        for _, col in self.wanted:
+            values = self.columns.pop(col.target).finish()
+            if col.kind == "text":
+                categories = self.categories[col.target].categories
+                values = pd.Categorical.from_codes(values, categories=categories)
+            elif col.kind == "code":
+                values = pd.Categorical.from_codes(values, categories=list(col.choices))
+            columns[col.target] = values
+        order = [c for c in _OUTPUT_ORDER if c in columns]
+        order += [c for c in columns if c not in order]
+        events = pd.DataFrame({c: columns[c] for c in order}, copy=False)
+        return ReadResult(
+            events=events,
+            path=os.fspath(self.file),
+            format=self.layout.fmt,
+            n_rows_read=self.n_records,
+            n_bad_rows_skipped=self.n_bad,
+            bad_row_examples=tuple(self.examples),
+        )
+
+
+def _parse_original(col: _Col, raw: pa.Array) -> tuple[object, np.ndarray]:
+    """Parse one field of the records of a block; return values and a problem code per row."""
+    kind = col.kind
+    if kind in ("id", "code"):
+        text, codes = _parse_id(raw, strict=True)
+        ok = codes == _OK
+        values = pc.if_else(pa.array(ok), text, "0").cast(pa.int64()).to_numpy()
+        if kind == "code":
+            codes[ok & ((values < 1) | (values > len(col.choices)))] = _NOT_CHOICE
+            values = (np.clip(values, 1, len(col.choices)) - 1).astype(np.int8)
+        return values, codes
+    if kind == "text":
+        codes = np.where(pc.equal(raw, "").to_numpy(zero_copy_only=False), _MISSING, _OK)
+        return raw, codes.astype(np.uint8)
+    if kind in _TIME_FORMATS or kind == "iso":
+        text = _trimmed_text(raw)
+        missing = _missing_text(text)
+        if kind == "iso":
+            strings = pd.Series(text.to_pylist(), dtype=object).where(~missing)
+            parsed = pd.to_datetime(strings, format="ISO8601", utc=True, errors="coerce")
+            nanos = parsed.dt.tz_localize(None).to_numpy("datetime64[ns]").view(np.int64)
+            values = np.where(parsed.isna().to_numpy(), np.nan, nanos / 1e9)
+        else:
+            stamps = pc.strptime(text, format=_TIME_FORMATS[kind], unit="s", error_is_null=True)
+            values = _to_numpy(stamps.cast(pa.int64()))
+        codes = np.where(missing, _MISSING, np.where(np.isnan(values), _NOT_TIME, _OK))
+        return values, codes.astype(np.uint8)
+    values, codes = _parse_number(raw)
+    if kind != "extra_num":
+        codes[(codes == _OK) & np.isnan(values)] = _MISSING
+    if kind == "duration":
+        codes[(codes == _OK) & (values < 0)] = _NEGATIVE
+    return (values / col.per if col.per != 1.0 else values), codes
