@@ -35,14 +35,30 @@ def get_base_config() -> ml_collections.ConfigDict:
     d.synthetic.noise_rate = 0.3  # share of short-dwell noise clicks
     d.synthetic.drift = 0.1  # per-event probability of switching topic
     d.synthetic.seed = 0  # generator seed (independent of the run's seed)
-    d.split = "leave_one_out"  # "leave_one_out" (last test, 2nd-to-last valid) | "random"
+    # "leave_one_out" (last test, 2nd-to-last valid) | "random" | "temporal" (global cut-off)
+    d.split = "leave_one_out"
     d.random_test_ratio = 0.1  # split="random": share of events held out for test
     d.random_valid_ratio = 0.1  # split="random": share held out for validation
+    d.temporal_test_days = 1.0  # split="temporal": the last days (before the newest event) test
+    d.temporal_valid_days = 1.0  # split="temporal": the days before them validation
+    d.temporal_by_sequence = True  # split="temporal": a sequence goes whole by its last event
     d.min_user_events = 3  # leave_one_out: users with fewer events only train
+    d.kcore_users = 0  # iteratively drop users with fewer events (0: off)
+    d.kcore_items = 0  # iteratively drop items with fewer events (0: off)
+    d.session_gap_s = 0.0  # cut each user's events into sessions at longer gaps (0: off)
+    d.drop_consecutive_repeats = False  # drop an event repeating the previous item
+    # inputs of a held-out event: "held_out_hidden" (visible = training events, plus the
+    # validation ones for test) | "all_past" (every earlier event of the sequence) | "auto"
+    # (all_past for split="temporal", else held_out_hidden)
+    d.eval_history = "auto"
     d.max_len = 50  # input events per sequence (training windows and evaluation inputs)
     d.duration_transform = "log1p"  # transform before the per-user z-score: "log1p" | "none"
     d.duration_min_events = 3  # users with fewer training durations get the neutral factor
-    d.duration_proxy = "none"  # data without durations: "none" | "prev_gap" (time since previous)
+    # data without durations: "none" | "prev_gap" (time since the previous event) | "next_gap"
+    # (dwell = time to the next event of the sequence, capped at dwell_cap_s)
+    d.duration_proxy = "none"
+    d.dwell_cap_s = 1800.0  # cap of a next_gap dwell, seconds
+    d.shuffle_durations = False  # control: permute durations within each (user, split)
     d.use_behavior = True  # behaviour type (if the data has one) as an aGRU input context
     d.hour_buckets = 4  # hour-of-day input-context buckets (0: off; must divide 24)
     d.gap_buckets = 4  # time-gap transfer-context buckets (0: off)
@@ -107,14 +123,11 @@ def get_session_config() -> ml_collections.ConfigDict:
     c = get_base_config()
     d = c.data
     d.split = "temporal"  # sessions ending in the last day are test, the day before valid
-    d.temporal_test_days = 1.0
-    d.temporal_valid_days = 1.0
     d.session_gap_s = 1800.0  # a user's events 30 min apart start a new session
     d.kcore_users = 2  # sessions with a single click cannot be evaluated
     d.kcore_items = 5  # items with fewer than 5 clicks are removed (GRU4Rec's filter)
     d.drop_consecutive_repeats = True  # a reload of the same item is one view
     d.duration_proxy = "next_gap"  # dwell = gap to the next click of the session
-    d.dwell_cap_s = 1800.0
     d.hour_buckets = 4
     d.max_len = 20
     c.model.duration_delay = 1  # that dwell is the next click's time: never let it leak

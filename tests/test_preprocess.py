@@ -143,3 +143,20 @@ def test_duration_delay_hides_the_current_events_duration_from_its_prediction(ce
     assert np.all(np.asarray(g1[4:]) == 0.0)
     g0 = jax.grad(out_t)(dur, 3, False)[0]
     assert float(jnp.abs(g0[3])) > 0  # without the delay the current duration is used
+
+
+def test_shuffled_durations_keep_each_users_values_but_break_the_event_link():
+    rng = np.random.default_rng(0)
+    n = 400
+    ev = _events([(f"u{i % 4}", int(rng.integers(1, 50)), float(i)) for i in range(n)])
+    ev["duration"] = rng.lognormal(3, 1, n)
+    cfg = dict(duration_transform="none", split="random", random_test_ratio=0.2)
+    p0 = prepare(ev, PrepConfig(**cfg))
+    p1 = prepare(ev, PrepConfig(**cfg, shuffle_durations=True))
+    assert not np.allclose(p0.dur, p1.dur)
+    for u in range(p0.n_users):
+        for sp in (TRAIN, VALID, TEST):
+            sel = (p0.user == u) & (p0.split == sp)
+            np.testing.assert_allclose(np.sort(p0.dur[sel]), np.sort(p1.dur[sel]))
+    np.testing.assert_allclose(p0.dur_mean, p1.dur_mean, rtol=1e-5)
+    assert "shuffled" in p1.info["duration_source"]

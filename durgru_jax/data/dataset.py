@@ -54,6 +54,7 @@ class PrepConfig:
     duration_proxy: str = "none"  # data without durations: "none" | "prev_gap" | "next_gap"
     dwell_cap_s: float = 1800.0  # next_gap dwell is clipped at this many seconds
     eval_history: str = "auto"  # "held_out_hidden" | "all_past" | "auto" (all_past if temporal)
+    shuffle_durations: bool = False  # control: permute durations within each (user, split)
     use_behavior: bool = True
     hour_buckets: int = 0  # hour-of-day input-context buckets (0: off)
     gap_buckets: int = 4  # time-gap transfer-context buckets (0: off)
@@ -175,6 +176,9 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
     else:
         raw_dur = np.full(len(user), np.nan)
         info["duration_source"] = "none"
+    if cfg.shuffle_durations:
+        raw_dur = _shuffle_within(raw_dur, owner, split, cfg.seed)
+        info["duration_source"] += " (shuffled within each user and split: a control)"
     dur, dur_ok = transform_durations(raw_dur, cfg.duration_transform)
     # Statistics per *person* (owner), shared by that person's sessions.
     n_owners = int(owner.max()) + 1
@@ -307,6 +311,18 @@ def _clean(events: pd.DataFrame, cfg: PrepConfig, info: dict) -> tuple[pd.DataFr
     events = events.assign(_seq=seq)
     info["n_sequences"] = int(seq.max()) + 1
     return events, owner
+
+
+def _shuffle_within(values: np.ndarray, owner: np.ndarray, split: np.ndarray, seed: int):
+    """``values`` permuted at random within each (owner, split) group: each user keeps the
+    same durations (and statistics) but they no longer belong to their events."""
+    rng = np.random.default_rng([seed, 7])
+    group = owner * 3 + split
+    order = np.lexsort((rng.random(len(values)), group))  # random order inside each group
+    sorted_idx = np.argsort(group, kind="stable")
+    out = np.empty_like(values)
+    out[sorted_idx] = values[order]
+    return out
 
 
 def _gaps_within(ts: np.ndarray, user: np.ndarray) -> np.ndarray:
