@@ -4,7 +4,8 @@ One variant: ``python launch.py --config configs/ablations.py:no_duration --work
 All variants x 3 seeds: ``python launch.py --config configs/ablations.py --sweep --workdir W``
 (``--config configs/ablations.py:ml100k`` etc. runs the same sweep on another dataset).
 
-Variants: full | no_duration | duration_gate | no_aux | gru | no_relevance | shuffled_durations.
+Variants: full | no_duration | duration_gate | no_aux | gru | no_relevance | reset_gate |
+shuffled_durations.
 ``shuffled_durations`` permutes each user's durations among that user's events (per split): a
 control that keeps every statistic of the factor but breaks its link to the events, so it must
 erase any gain that durations bring.
@@ -19,6 +20,7 @@ VARIANTS = {
     "no_aux": {"loss.aux_weight": 0.0},
     "gru": {"model.cell": "gru"},
     "no_relevance": {"model.relevance": False},
+    "reset_gate": {"model.reset_gate": True},
     "shuffled_durations": {"data.shuffle_durations": True},
 }
 SEEDS = (0, 1, 2)

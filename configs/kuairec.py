@@ -16,6 +16,7 @@ def get_config():
     c.data.source = "kuairec"
     c.data.path = "data/raw/kuairec/small_matrix.csv"
     c.data.dataset = "kuairec"  # fetched into data/raw/ when the path is missing (if allowed)
+    c.data.on_bad_rows = "skip"  # some KuaiRec rows lack a timestamp: dropped and counted
     c.data.max_len = 100
     c.data.hour_buckets = 4
     c.model.duration_delay = 0

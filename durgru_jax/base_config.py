@@ -71,6 +71,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     m.dropout = 0.1  # on cell inputs and outputs
     m.tie_output = False  # score with the item embeddings (eq. 12 with W_0 tied)
     m.relevance = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
+    m.reset_gate = False  # aGRU ablation: a learned reset gate instead of the paper's r_t = I
     m.scan_unroll = 4  # lax.scan unroll factor (speed only; ~15% faster than 1 on CPU)
     m.init_bias_from_popularity = True  # output bias starts at log training popularity
     # 0: an event's duration is known when the next item is predicted (measured dwell);

@@ -91,6 +91,7 @@ def init_agru(
     n_input_contexts: int,
     n_transfer_contexts: int,
     dtype=jnp.float32,
+    reset_gate: bool = False,
 ) -> Params:
     """Parameters of eq. (6)-(8).
 
@@ -110,7 +111,7 @@ def init_agru(
         ],
         axis=1,
     )
-    return {
+    params = {
         "w_in": jnp.stack(
             [
                 glorot(k, (embed_dim, hidden_dim), dtype)
@@ -125,6 +126,12 @@ def init_agru(
         "b_k": jnp.zeros((hidden_dim,), dtype),
         "w_s": glorot(ks[5], (embed_dim, hidden_dim), dtype),
     }
+    if reset_gate:  # ablation: a learned reset gate instead of the paper's r_t = I
+        kr1, kr2 = jax.random.split(jax.random.fold_in(key, 1))
+        params["w_r"] = glorot(kr1, (embed_dim, hidden_dim), dtype)
+        params["u_r"] = orth(kr2, (hidden_dim, hidden_dim), dtype)
+        params["b_r"] = jnp.zeros((hidden_dim,), dtype)
+    return params
 
 
 def static_interest(x_BxTxE: Array, mask_BxT: Array, reset_BxT: Array) -> Array:
@@ -176,6 +183,10 @@ def agru_inputs(
         xz = alpha_BxT[..., None] * xz
     xc = xc + params["b_c"]
     xz = xz + params["b_k"]
+    if "w_r" in params:  # learned reset gate: its input part joins the update gate's
+        xr = x_BxTxE @ params["w_r"]
+        xr = (alpha_BxT[..., None] * xr if duration_mode == "input" else xr) + params["b_r"]
+        xz = jnp.concatenate([xz, xr], axis=-1)
     if relevance:
         s = static_interest(x_BxTxE, mask_BxT, reset_BxT) @ params["w_s"]
         sv = s @ params["v_k"]
@@ -201,7 +212,10 @@ def agru_step(
 
     * candidate knowledge (6): ``\\hat h_t = tanh(p_i I_{C_I} + h_{t-1} T_{C_T} + b)``. The
       paper writes a generic nonlinearity sigma; we use tanh as in eq. (3), which keeps the
-      state in (-1, 1) like the GRU it replaces. Reset gate r_t = I, so there is no r.
+      state in (-1, 1) like the GRU it replaces. Reset gate r_t = I, so there is no r
+      (the ablation ``reset_gate=True`` learns one: ``r_t = sigmoid(p_i W_r + h U_r + b)``
+      and the transition reads ``(r_t * h_{t-1}) T_{C_T}``; its input part rides in the
+      second half of ``xz``).
     * relevance context: attention between the candidate knowledge and the static interest
       ``s_t = C_S W_s``: ``a_t = sigmoid(<\\hat h_t, s_t> / sqrt(H))`` and
       ``C_A = a_t s_t``. With a single static-interest vector a softmax over keys would be
@@ -214,12 +228,18 @@ def agru_step(
     """
     hdim = h_BxH.shape[-1]
     n_tr = params["w_tr"].shape[1] // hdim
-    hu_all = h_BxH @ jnp.concatenate([params["u_k"], params["w_tr"]], axis=1)
-    hu = hu_all[:, :hdim]
-    if n_tr == 1:
-        ht = hu_all[:, hdim:]
+    if "u_r" in params:  # ablation: learned reset gate r_t, candidate from (r_t * h) T_c
+        hu2 = h_BxH @ jnp.concatenate([params["u_k"], params["u_r"]], axis=1)
+        r = jax.nn.sigmoid(xz_BxH[:, hdim:] + hu2[:, hdim:])
+        xz_BxH, hu = xz_BxH[:, :hdim], hu2[:, :hdim]
+        ht_all = (r * h_BxH) @ params["w_tr"]
     else:
-        ht_BxCTxH = hu_all[:, hdim:].reshape(h_BxH.shape[0], n_tr, hdim)
+        hu_all = h_BxH @ jnp.concatenate([params["u_k"], params["w_tr"]], axis=1)
+        hu, ht_all = hu_all[:, :hdim], hu_all[:, hdim:]
+    if n_tr == 1:
+        ht = ht_all
+    else:
+        ht_BxCTxH = ht_all.reshape(h_BxH.shape[0], n_tr, hdim)
         ht = jnp.take_along_axis(ht_BxCTxH, tr_ctx_B[:, None, None], axis=1)[:, 0]
     cand = jnp.tanh(xc_BxH + ht)
     pre_z = xz_BxH + hu

@@ -45,6 +45,7 @@ class ModelConfig:
     scan_unroll: int = 1
     init_bias_from_popularity: bool = True
     duration_delay: int = 0  # 1: an event's duration is known only after the next event
+    reset_gate: bool = False  # aGRU ablation: learn a reset gate instead of r_t = I
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS)

@@ -51,7 +51,14 @@ class DurGRU(nnx.Module):
         if cfg.cell == "gru":
             cell = cells.init_gru(k_cell, e, h)
         else:
-            cell = cells.init_agru(k_cell, e, h, cfg.n_input_contexts, cfg.n_transfer_contexts)
+            cell = cells.init_agru(
+                k_cell,
+                e,
+                h,
+                cfg.n_input_contexts,
+                cfg.n_transfer_contexts,
+                reset_gate=cfg.reset_gate,
+            )
         self.cell = _Group(cell)
         if cfg.tie_output:
             out = {"proj": glorot(k_out, (h, e)), "b": jnp.zeros((n,))}

@@ -384,3 +384,25 @@ def test_gru_eq11_convention_z_is_share_of_candidate(mode):
     want = a[:, None] * cand + (1 - a[:, None]) * h if mode == "gate" else cand
     np.testing.assert_allclose(out, want, atol=1e-5)
     assert not np.allclose(cand, h, atol=1e-2)
+
+
+def test_learned_reset_gate_ablation_matches_its_equations():
+    """reset_gate=True: r = sigmoid(x W_r + h U_r + b_r); candidate from (r * h) T_c."""
+    from durgru_jax import cells as C
+
+    e, h, b = 3, 4, 2
+    p = C.init_agru(jax.random.key(3), e, h, 1, 2, reset_gate=True)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(b, 1, e)), jnp.float32)
+    h0 = jnp.asarray(rng.normal(size=(b, h)), jnp.float32) * 0.5
+    alpha = jnp.ones((b, 1))
+    ctx = jnp.zeros((b, 1), jnp.int32)
+    mask = jnp.ones((b, 1), bool)
+    xc, xz, s, sv = C.agru_inputs(p, x, alpha, ctx, mask, mask, "none", relevance=False)
+    tr = jnp.array([0, 1])
+    got = C.agru_step(p, h0, xc[:, 0], xz[:, 0], s[:, 0], sv[:, 0], tr, alpha[:, 0], "none", False)
+    r = jax.nn.sigmoid(x[:, 0] @ p["w_r"] + h0 @ p["u_r"] + p["b_r"])
+    t_all = ((r * h0) @ p["w_tr"]).reshape(b, 2, h)
+    cand = jnp.tanh(x[:, 0] @ p["w_in"][0] + p["b_c"] + t_all[jnp.arange(b), tr])
+    z = jax.nn.sigmoid(x[:, 0] @ p["w_k"] + p["b_k"] + h0 @ p["u_k"])
+    np.testing.assert_allclose(got, (1 - z) * cand + z * h0, rtol=1e-5, atol=1e-6)

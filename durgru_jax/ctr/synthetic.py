@@ -36,7 +36,9 @@ _CAT_WIDTH = 8
 
 def _field_hash(rank: np.ndarray, field: int) -> np.ndarray:
     """A bijection of ``uint32`` per field: popularity rank -> 32-bit 'hash'."""
-    x = rank.astype(np.uint32) * np.uint32(2654435761) + np.uint32((0x9E3779B9 * (field + 1)) & 0xFFFFFFFF)
+    x = rank.astype(np.uint32) * np.uint32(2654435761) + np.uint32(
+        (0x9E3779B9 * (field + 1)) & 0xFFFFFFFF
+    )
     x ^= x >> np.uint32(15)
     return x * np.uint32(0x85EBCA6B)
 
@@ -84,7 +86,12 @@ def _format_ints(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
         v //= 10
     # The sign goes just before the first digit: the last zero byte before the digits.
     first = _INT_WIDTH - np.count_nonzero(out, axis=2)
-    np.put_along_axis(out, np.maximum(first - 1, 0)[..., None], np.where(neg, 45, 0)[..., None].astype(np.uint8), axis=2)
+    np.put_along_axis(
+        out,
+        np.maximum(first - 1, 0)[..., None],
+        np.where(neg, 45, 0)[..., None].astype(np.uint8),
+        axis=2,
+    )
     out[missing] = 0
     return out
 

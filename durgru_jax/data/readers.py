@@ -764,7 +764,7 @@ def _finish_ids(ids: pa.Array) -> np.ndarray | pd.Series:
 # authority: the fast one may only accept what it accepts, so a file reads the same whatever the
 # block size.
 
-_BLOCK_BYTES = 32 << 20
+_BLOCK_BYTES = 16 << 20
 _PIECE_BYTES = 256 << 10
 _NOT_CHOICE = 7
 _FAST_TYPES = {
