@@ -59,6 +59,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     d.duration_proxy = "none"
     d.dwell_cap_s = 1800.0  # cap of a next_gap dwell, seconds
     d.shuffle_durations = False  # control: permute durations within each (user, split)
+    d.pack = True  # several short training windows share a row (state reset between them)
     d.use_behavior = True  # behaviour type (if the data has one) as an aGRU input context
     d.hour_buckets = 4  # hour-of-day input-context buckets (0: off; must divide 24)
     d.gap_buckets = 4  # time-gap transfer-context buckets (0: off)

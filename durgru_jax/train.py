@@ -223,7 +223,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         n_transfer_contexts=p.n_transfer_contexts if config.model.cell == "agru" else 1,
         rating_head=rating_head,
     )
-    windows = ds.train_windows(p)
+    windows = ds.train_windows(p, pack=bool(config.data.get("pack", True)))
     drop = rc.eval.unknown_targets == "drop"
     valid_ex = ds.eval_examples(p, "valid", drop_unknown=drop)
     test_ex = ds.eval_examples(p, "test", drop_unknown=drop)

@@ -160,3 +160,46 @@ def test_shuffled_durations_keep_each_users_values_but_break_the_event_link():
             np.testing.assert_allclose(np.sort(p0.dur[sel]), np.sort(p1.dur[sel]))
     np.testing.assert_allclose(p0.dur_mean, p1.dur_mean, rtol=1e-5)
     assert "shuffled" in p1.info["duration_source"]
+
+
+def test_packed_windows_hold_the_same_transitions_and_give_the_same_loss():
+    from durgru_jax.data.dataset import train_windows
+    from durgru_jax.model import full_softmax_loss, score_factors, user_vector
+
+    rng = np.random.default_rng(1)
+    rows = [
+        (f"u{u}", int(rng.integers(1, 30)), float(t))
+        for u in range(25)
+        for t in range(int(rng.integers(3, 12)))
+    ]
+    ev = _events(rows)
+    ev["duration"] = rng.lognormal(2, 1, len(ev))
+    p = prepare(ev, PrepConfig(max_len=8))
+    plain, packed = train_windows(p), train_windows(p, pack=True)
+    assert len(packed["items"]) < len(plain["items"])
+    pairs = lambda w: sorted(zip(w["items"][w["mask"]], w["targets"][w["mask"]], strict=True))  # noqa: E731
+    assert pairs(plain) == pairs(packed)
+    assert packed["reset"].sum() == plain["reset"].sum()  # one reset per window
+
+    cfg = ModelConfig(
+        cell="agru",
+        duration_mode="input",
+        embed_dim=4,
+        hidden_dim=5,
+        dropout=0.0,
+        n_items=p.n_items,
+        n_input_contexts=p.n_input_contexts,
+        n_transfer_contexts=p.n_transfer_contexts,
+    )
+    params = init_params(cfg, 0)
+
+    def total(w):
+        batch = {k: jnp.asarray(v) for k, v in w.items() if k != "user"}
+        hs, _ = encode(params, cfg, batch)
+        v, c = score_factors(params, cfg)
+        u = user_vector(params, cfg, hs).reshape(-1, hs.shape[-1])
+        per = full_softmax_loss(u, v, c, batch["targets"].reshape(-1))
+        valid = (batch["mask"] & (batch["targets"] > 0)).reshape(-1)
+        return float(jnp.sum(jnp.where(valid, per, 0.0)))
+
+    assert total(packed) == pytest.approx(total(plain), rel=1e-5)

@@ -63,7 +63,7 @@ def test_end_to_end_outputs(run_a) -> None:
     tr = results["train"]
     assert tr["seconds"] > 0 and tr["events_per_second"] > 0
     assert tr["epochs"] == 3 and tr["selected_on"] == "valid/ndcg@10"
-    windows = ds.train_windows(ds.prepare(*_tiny_events(cfg)))
+    windows = ds.train_windows(ds.prepare(*_tiny_events(cfg)), pack=True)
     assert tr["steps"] == 3 * ds.n_train_batches(windows, 32)
     assert tr["events"] == 3 * int((windows["mask"] & (windows["targets"] > 0)).sum())
     pop = results["baselines"]["most_popular"]
@@ -146,7 +146,7 @@ def test_nan_after_the_first_epoch_keeps_the_last_good_checkpoint(
     with pytest.raises(train_lib.NonFiniteLossError) as err:
         train_lib.train_and_evaluate(tiny_config, workdir)
     steps_per_epoch = train_lib.ds.n_train_batches(
-        ds.train_windows(ds.prepare(*_tiny_events(tiny_config.to_dict()))), 32
+        ds.train_windows(ds.prepare(*_tiny_events(tiny_config.to_dict())), pack=True), 32
     )
     msg = str(err.value)
     # log_every=2: the first check after the poisoned epoch starts.

@@ -58,14 +58,15 @@ failed or interrupted run never leaves (or overwrites) a cache entry.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +173,10 @@ class BadRows:
         self.count += 1
         if len(self.examples) < self.max_examples:
             self.examples.append(str(err))
+
+    def merge(self, other: BadRows) -> None:
+        self.count += other.count
+        self.examples.extend(other.examples[: self.max_examples - len(self.examples)])
 
 
 # --------------------------------------------------------------------------------------
@@ -297,70 +302,56 @@ def iter_blocks(
     block_bytes: int = 8 << 20,
     bad: BadRows | None = None,
     layout: CriteoLayout | None = None,
-    prefetch: int = 0,
+    workers: int = 0,
 ) -> Iterator[CriteoBlock]:
     """Stream the rows of a Criteo file as :class:`CriteoBlock` s, in file order.
 
-    Bad rows raise :class:`DataFormatError` (``on_bad_rows="error"``) or are dropped and
-    recorded in ``bad`` (``"skip"``). ``prefetch > 0`` reads and parses up to that many
-    blocks ahead in a background thread (numpy releases the GIL, so parsing overlaps with
-    the caller's work on a second core).
+    Bad rows raise :class:`DataFormatError` (``on_bad_rows="error"``; the first bad row of
+    the file, as blocks are consumed in order) or are dropped and recorded in ``bad``
+    (``"skip"``). ``workers > 0`` parses that many blocks at once in background threads
+    (numpy and the hash tables release the GIL, so they run on several cores), at most
+    ``workers + 1`` blocks ahead of the caller.
     """
     if on_bad_rows not in ("error", "skip"):
         raise ValueError(f"on_bad_rows must be 'error' or 'skip', got {on_bad_rows!r}")
-    it = _iter_blocks(path, on_bad_rows, block_bytes, bad, layout)
-    return _background(it, prefetch) if prefetch > 0 else it
-
-
-def _background(it: Iterator, depth: int) -> Iterator:
-    """Run ``it`` in a daemon thread, ``depth`` items ahead; exceptions surface in order."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def work():
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put((done, None))
-        except BaseException as err:  # noqa: B036 - re-raised in the consumer
-            q.put((done, err))
-
-    thread = threading.Thread(target=work, name="criteo-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, err = q.get()
-            if item is done:
-                if err is not None:
-                    raise err
-                return
-            yield item
-    finally:
-        stop.set()
-
-
-def _iter_blocks(path, on_bad_rows, block_bytes, bad, layout) -> Iterator[CriteoBlock]:
     layout = layout or detect_layout(path)
     bad = bad if bad is not None else BadRows()
+    raw = _raw_blocks(layout.path, block_bytes, layout.header_lines)
+    parse = functools.partial(_parse_block, layout=layout, on_bad_rows=on_bad_rows)
+    parsed = _ordered_map(parse, raw, workers) if workers > 0 else (parse(*r) for r in raw)
     seen_rows = False
-    for data, first_line in _raw_blocks(layout.path, block_bytes, layout.header_lines):
-        try:
-            block = _parse_fast(data, layout)
-        except _Anomaly:
-            block = _parse_slow(data, layout, first_line, on_bad_rows, bad)
-        block.first_line = first_line
+    for block, block_bad in parsed:
+        bad.merge(block_bad)
         seen_rows = seen_rows or len(block.labels) > 0
         yield block
     if not seen_rows and bad.count == 0:
         raise DataFormatError(path, "has no data rows")
+
+
+def _ordered_map(fn, items: Iterator[tuple], workers: int) -> Iterator:
+    """``fn(*item)`` for each item on a thread pool, results in input order, bounded ahead."""
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="criteo") as ex:
+        pending: collections.deque = collections.deque()
+        try:
+            for item in items:
+                pending.append(ex.submit(fn, *item))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _parse_block(data: bytes, first_line: int, layout: CriteoLayout, on_bad_rows: str):
+    bad = BadRows()
+    try:
+        block = _parse_fast(data, layout)
+    except _Anomaly:
+        block = _parse_slow(data, layout, first_line, on_bad_rows, bad)
+    block.first_line = first_line
+    return block, bad
 
 
 # --------------------------------------------------------------------------------------
@@ -431,7 +422,7 @@ def _parse_fast(data: bytes, layout: CriteoLayout) -> CriteoBlock:
     ints = v.astype(np.int64)
     np.negative(ints, out=ints, where=neg)
     if long_.any():
-        for r, c in zip(*np.nonzero(long_)):
+        for r, c in zip(*np.nonzero(long_), strict=True):
             text = bytes(arr[s_i[r, c] : e_i[r, c]])
             if not _INT_RE.fullmatch(text) or ndig[r, c] > 18:
                 raise _Anomaly
@@ -446,7 +437,7 @@ def _parse_fast(data: bytes, layout: CriteoLayout) -> CriteoBlock:
     cat_keys = win[s_c.ravel()].view("<u8").reshape(n, N_CAT)
     other = (length != 8) & ~cats_missing
     if other.any():
-        for r, c in zip(*np.nonzero(other)):
+        for r, c in zip(*np.nonzero(other), strict=True):
             cat_keys[r, c] = _hash_key(bytes(arr[s_c[r, c] : s_c[r, c] + length[r, c]]))
     np.copyto(cat_keys, 0, where=cats_missing)
     return CriteoBlock(labels, ints, ints_missing, cat_keys, cats_missing, 0)
@@ -545,33 +536,40 @@ def transform_ints(ints: np.ndarray, missing: np.ndarray, how: str = "sqlog") ->
 
 
 class _Codes:
-    """Dense codes per field in order of first appearance, over a stream of blocks."""
+    """Dense codes per field in order of first appearance, over a stream of blocks.
 
-    def __init__(self, dtype):
+    Uses pandas' incremental hash table (C speed, releases the GIL); a numpy/dict fallback
+    with identical codes covers pandas versions without it.
+    """
+
+    def __init__(self, dtype, use_pandas: bool = True):
         self.dtype = np.dtype(dtype)
-        try:  # pandas' incremental hash table (C speed)
-            from pandas._libs import hashtable as ht
+        self._fac = None
+        if use_pandas:
+            try:
+                from pandas._libs import hashtable as ht
 
-            cls = {"uint64": ht.UInt64Factorizer, "int64": ht.Int64Factorizer}[self.dtype.name]
-            self._fac = cls(1 << 10)
-        except (ImportError, AttributeError):  # pragma: no cover - other pandas versions
-            self._fac = None
-            self._index: dict[int, int] = {}
+                cls = {"uint64": ht.UInt64Factorizer, "int64": ht.Int64Factorizer}
+                self._fac = cls[self.dtype.name](1 << 10)
+            except (ImportError, AttributeError):  # pragma: no cover - other pandas versions
+                self._fac = None
+        self._index: dict[int, int] = {}
 
     def codes(self, keys: np.ndarray) -> np.ndarray:
         """``int64`` codes of ``keys`` (new keys get the next codes)."""
         keys = np.ascontiguousarray(keys, self.dtype)
         if self._fac is not None:
             return self._fac.factorize(keys)
-        uniq, inv = np.unique(keys, return_inverse=True)  # pragma: no cover
-        table = np.array([self._index.setdefault(int(k), len(self._index)) for k in uniq])
+        uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+        table = np.empty(len(uniq), np.int64)
+        for u in np.argsort(first, kind="stable"):
+            table[u] = self._index.setdefault(int(uniq[u]), len(self._index))
         return table[inv.ravel()]
 
     def uniques(self) -> np.ndarray:
         if self._fac is not None:
             return np.asarray(self._fac.uniques.to_array(), self.dtype)
-        keys = np.fromiter(self._index, np.int64, len(self._index))  # pragma: no cover
-        return keys.astype(self.dtype)  # pragma: no cover
+        return np.fromiter(self._index, self.dtype, len(self._index))
 
     @property
     def size(self) -> int:
@@ -630,6 +628,7 @@ def prepare(
     int_transform: str = "sqlog",
     on_bad_rows: str = "error",
     block_bytes: int = 8 << 20,
+    workers: int = 2,
     log=None,
 ) -> Prepared:
     """Prepare ``path`` into ``cache_dir/<key>/`` (or load it from there); see the module doc.
@@ -665,7 +664,7 @@ def prepare(
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        meta = _prepare_into(tmp, layout, options, block_bytes, log)
+        meta = _prepare_into(tmp, layout, options | {"workers": workers}, block_bytes, log)
         meta["cache_key"] = key
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
@@ -681,30 +680,29 @@ def prepare(
 
 def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: int, log) -> dict:
     t0 = time.perf_counter()
+    width = len(FIELDS)
     coders = [_Codes("int64") for _ in range(N_INT)] + [_Codes("uint64") for _ in range(N_CAT)]
     bad = BadRows()
     labels_parts = []
     n = 0
     codes_path = os.path.join(out, "codes.tmp")
-    block = np.empty((0, len(FIELDS)), np.int32)
     with open(codes_path, "wb") as codes_file:
-        blocks = iter_blocks(layout.path, options["on_bad_rows"], block_bytes, bad, layout, 2)
+        blocks = iter_blocks(
+            layout.path, options["on_bad_rows"], block_bytes, bad, layout, options["workers"]
+        )
         for blk in blocks:
             m = len(blk.labels)
             if m == 0:
                 continue
-            if block.shape[0] != m:
-                block = np.empty((m, len(FIELDS)), np.int32)
+            codes_fxm = np.empty((width, m), np.int32)
             ikeys = transform_ints(blk.ints, blk.ints_missing, options["int_transform"])
-            for j in range(N_INT):
-                c = coders[j].codes(ikeys[:, j]) + 1
-                c[blk.ints_missing[:, j]] = MISSING
-                block[:, j] = c
-            for j in range(N_CAT):
-                c = coders[N_INT + j].codes(blk.cat_keys[:, j]) + 1
-                c[blk.cats_missing[:, j]] = MISSING
-                block[:, N_INT + j] = c
-            codes_file.write(block.data)
+            keys = [ikeys[:, j] for j in range(N_INT)] + [blk.cat_keys[:, j] for j in range(N_CAT)]
+            missing = np.concatenate([blk.ints_missing, blk.cats_missing], axis=1).T
+            for j in range(width):
+                codes_fxm[j] = coders[j].codes(keys[j])
+            codes_fxm += 1
+            np.copyto(codes_fxm, MISSING, where=missing)
+            codes_file.write(np.ascontiguousarray(codes_fxm.T).data)
             labels_parts.append(blk.labels)
             n += m
     t_pass1 = time.perf_counter() - t0
@@ -717,50 +715,45 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
             f"{layout.path}: {n} usable rows are too few for the split "
             f"(valid {options['valid_ratio']}, test {options['test_ratio']})"
         )
-    labels = np.concatenate(labels_parts)
+    labels = np.concatenate(labels_parts) if labels_parts else np.zeros(0, np.int8)
     del labels_parts
-    sizes = [cd.size + 1 for cd in coders]  # +1: code 0 = missing
 
-    # Counts over the training rows only, from the codes file in large row chunks.
-    counts = [np.zeros(s, np.int64) for s in sizes]
-    rows_per_chunk = max(1, (256 << 20) // (4 * len(FIELDS)))
-    for lo, chunk in _read_code_chunks(codes_path, 0, n_train, rows_per_chunk):
-        for j in range(len(FIELDS)):
-            counts[j] += np.bincount(chunk[:, j], minlength=sizes[j])
-    tables, vocab_sizes, vocab = [], [], {}
+    # Every field's codes 0..size-1 live at offset[j] + code in one global code space, so
+    # counting and mapping are each one vectorised call per chunk.
+    sizes = np.array([cd.size + 1 for cd in coders], np.int64)  # +1: code 0 = missing
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rows_per_chunk = max(1, (64 << 20) // (4 * width))
+    counts = np.zeros(int(sizes.sum()), np.int64)
+    for _, chunk in _read_code_chunks(codes_path, 0, n_train, rows_per_chunk):
+        counts += np.bincount((chunk + offsets).ravel(), minlength=len(counts))
+    table = np.full(len(counts), OOV, np.int32)
+    vocab_sizes, vocab = [], {}
     for j, name in enumerate(FIELDS):
-        kept = counts[j][1:] >= options["min_count"]
-        table = np.full(sizes[j], OOV, np.int32)
-        table[MISSING] = MISSING
-        table[1:][kept] = 2 + np.arange(int(kept.sum()), dtype=np.int32)
-        tables.append(table)
+        lo, hi = int(offsets[j]), int(offsets[j] + sizes[j])
+        kept = counts[lo + 1 : hi] >= options["min_count"]
+        table[lo] = MISSING
+        table[lo + 1 : hi][kept] = 2 + np.arange(int(kept.sum()), dtype=np.int32)
         vocab_sizes.append(2 + int(kept.sum()))
         vocab[name] = coders[j].uniques()[kept]
     t_vocab = time.perf_counter() - t0 - t_pass1
 
     # Pass 2: codes -> tokens, written row-major after an .npy header.
-    tok_path = os.path.join(out, "tokens.npy")
-    with open(tok_path, "wb") as f:
+    with open(os.path.join(out, "tokens.npy"), "wb") as f:
         np.lib.format.write_array_header_1_0(
-            f, {"descr": "<i4", "fortran_order": False, "shape": (n, len(FIELDS))}
+            f, {"descr": "<i4", "fortran_order": False, "shape": (n, width)}
         )
-        outbuf = None
         for _, chunk in _read_code_chunks(codes_path, 0, n, rows_per_chunk):
-            if outbuf is None or outbuf.shape[0] != len(chunk):
-                outbuf = np.empty_like(chunk)
-            for j in range(len(FIELDS)):
-                np.take(tables[j], chunk[:, j], out=outbuf[:, j], mode="clip")
-            f.write(outbuf.data)
+            f.write(np.take(table, chunk + offsets).data)
     os.remove(codes_path)
     np.save(os.path.join(out, "labels.npy"), labels)
     np.savez(os.path.join(out, "vocab.npz"), **vocab)
     t_total = time.perf_counter() - t0
-    bounds = {"train": [0, n_train], "valid": [n_train, n_train + n_valid], "test": [n - n_test, n]}
-    click = {
-        k: float(labels[lo:hi].mean()) if hi > lo else float("nan")
-        for k, (lo, hi) in bounds.items()
+    bounds = {
+        "train": [0, n_train],
+        "valid": [n_train, n_train + n_valid],
+        "test": [n - n_test, n],
     }
-    train_tokens_missing = [int(c[0]) for c in counts]
+    click = {k: float(labels[lo:hi].mean()) if hi > lo else None for k, (lo, hi) in bounds.items()}
     meta = {
         "source": layout.path,
         "format": layout.format,
@@ -770,8 +763,8 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
         "splits": bounds,
         "click_rate": click,
         "vocab_sizes": vocab_sizes,
-        "distinct_values_all_rows": [s - 1 for s in sizes],
-        "train_missing_rate": [c / max(n_train, 1) for c in train_tokens_missing],
+        "distinct_values_all_rows": [int(x) - 1 for x in sizes],
+        "train_missing_rate": [float(counts[o]) / max(n_train, 1) for o in offsets],
         "n_bad_rows_skipped": bad.count,
         "bad_row_examples": bad.examples,
         "seconds": {

@@ -55,6 +55,7 @@ class PrepConfig:
     dwell_cap_s: float = 1800.0  # next_gap dwell is clipped at this many seconds
     eval_history: str = "auto"  # "held_out_hidden" | "all_past" | "auto" (all_past if temporal)
     shuffle_durations: bool = False  # control: permute durations within each (user, split)
+    pack: bool = True  # training windows share rows (with resets) to avoid padding
     use_behavior: bool = True
     hour_buckets: int = 0  # hour-of-day input-context buckets (0: off)
     gap_buckets: int = 4  # time-gap transfer-context buckets (0: off)
@@ -370,26 +371,31 @@ def _empty(n: int, length: int, with_targets: bool) -> dict[str, np.ndarray]:
     return a
 
 
-def _fill(a: dict, row: int, p: Prepared, idx: np.ndarray, gaps: np.ndarray, u: int) -> None:
-    """Writes the events ``idx`` (global positions) as the inputs of ``row``."""
-    n = len(idx)
-    a["items"][row, :n] = p.item[idx]
-    a["mask"][row, :n] = p.item[idx] > 0
-    a["reset"][row, 0] = True
-    a["in_ctx"][row, :n] = p.in_ctx[idx]
-    a["tr_ctx"][row, :n] = _gap_buckets(gaps, p.gap_edges, p.n_transfer_contexts > 1)
-    a["dur"][row, :n] = p.dur[idx]
-    a["dur_ok"][row, :n] = p.dur_ok[idx]
-    a["dur_mean"][row, :n] = p.dur_mean[u]
-    a["dur_std"][row, :n] = p.dur_std[u]
-    a["dur_user_ok"][row, :n] = p.dur_user_ok[u]
+def _fill(
+    a: dict, row: int, p: Prepared, idx: np.ndarray, gaps: np.ndarray, u: int, col: int = 0
+) -> None:
+    """Writes the events ``idx`` (global positions) as the inputs of ``row`` from ``col``."""
+    sl = slice(col, col + len(idx))
+    a["items"][row, sl] = p.item[idx]
+    a["mask"][row, sl] = p.item[idx] > 0
+    a["reset"][row, col] = True
+    a["in_ctx"][row, sl] = p.in_ctx[idx]
+    a["tr_ctx"][row, sl] = _gap_buckets(gaps, p.gap_edges, p.n_transfer_contexts > 1)
+    a["dur"][row, sl] = p.dur[idx]
+    a["dur_ok"][row, sl] = p.dur_ok[idx]
+    a["dur_mean"][row, sl] = p.dur_mean[u]
+    a["dur_std"][row, sl] = p.dur_std[u]
+    a["dur_user_ok"][row, sl] = p.dur_user_ok[u]
 
 
-def train_windows(p: Prepared) -> dict[str, np.ndarray]:
-    """All training windows as arrays ``[W, L]`` (inputs) with next-event targets.
+def train_windows(p: Prepared, pack: bool = False) -> dict[str, np.ndarray]:
+    """All training windows as arrays ``[R, L]`` (inputs) with next-event targets.
 
     Unknown items cannot occur here (the vocabulary is the training items). A window holds
     at most ``L + 1`` consecutive training events: ``L`` inputs, each with the next as target.
+    With ``pack``, consecutive windows share a row while they fit (next fit), each starting
+    with a ``reset`` (the cell restarts from zeros there), so short sequences (sessions) do
+    not pay for padding; otherwise each window has its own row.
     """
     L = p.max_len
     spans = []  # (user, start, stop) in the user's list of training positions
@@ -403,20 +409,29 @@ def train_windows(p: Prepared) -> dict[str, np.ndarray]:
             start = max(0, stop - (L + 1))
             spans.append((u, start, stop))
             stop = start + 1 if start > 0 else 0
-    a = _empty(len(spans), L, with_targets=True)
-    a["user"] = np.zeros(len(spans), np.int64)
-    for row, (u, start, stop) in enumerate(spans):
+    place = []  # (row, col) of each span
+    row, col = -1, L
+    for _, start, stop in spans:
+        n = stop - start - 1
+        if not pack or col + n > L:
+            row, col = row + 1, 0
+        place.append((row, col))
+        col += n
+    a = _empty(row + 1, L, with_targets=True)
+    a["user"] = np.zeros(row + 1, np.int64)
+    for (u, start, stop), (row, col) in zip(spans, place, strict=True):
         pos = train_pos[u][start:stop]
         inp, tgt = pos[:-1], pos[1:]
         gaps = _gaps_within(p.timestamp[inp], p.user[inp])
         if start > 0:  # a window cut from a longer history: the first input has a predecessor
             gaps[0] = p.timestamp[inp[0]] - p.timestamp[train_pos[u][start - 1]]
-        _fill(a, row, p, inp, gaps, u)
-        n = len(inp)
-        a["targets"][row, :n] = p.item[tgt]
-        a["rating_target"][row, :n] = p.rating[tgt]
-        a["rating_ok"][row, :n] = p.rating_ok[tgt]
-        a["user"][row] = u
+        _fill(a, row, p, inp, gaps, u, col)
+        sl = slice(col, col + len(inp))
+        a["targets"][row, sl] = p.item[tgt]
+        a["rating_target"][row, sl] = p.rating[tgt]
+        a["rating_ok"][row, sl] = p.rating_ok[tgt]
+        if col == 0:
+            a["user"][row] = u
     return a
 
 

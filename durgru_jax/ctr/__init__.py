@@ -1,0 +1,19 @@
+"""Click-through-rate prediction on Criteo (issue 3, point 5).
+
+* `durgru_jax.ctr.criteo`: streaming reader of the Kaggle files and cached preprocessing to
+  39 tokens per impression;
+* `durgru_jax.ctr.model`: the GRU/aGRU cells of paper 000 reading an impression's fields as a
+  sequence, and logistic regression on hashed features;
+* `durgru_jax.ctr.train`: ``run(config, workdir)``, the task behind ``configs/criteo.py``;
+* `durgru_jax.ctr.bench`: preprocessing speed and memory on a generated file of the real
+  format; `durgru_jax.ctr.synthetic` writes such files.
+"""
+
+from __future__ import annotations
+
+
+def run(config, workdir: str) -> dict:
+    """Entry point of ``launch.py`` for ``config.task == "ctr"``."""
+    from durgru_jax.ctr import train
+
+    return train.run(config, workdir)

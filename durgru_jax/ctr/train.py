@@ -1,0 +1,353 @@
+"""The Criteo CTR task end to end: prepare (cached), train, select on validation, test.
+
+`run(config, workdir)` (``config.task == "ctr"``, see ``configs/criteo.py``):
+
+1. prepares the data with `durgru_jax.ctr.criteo.prepare` (streamed, cached under
+   ``data.cache_dir``; temporal 80/10/10 split by row position; vocabularies on the training
+   rows only);
+2. trains the recurrent CTR model (`durgru_jax.ctr.model`) with BCE and optax, batches drawn
+   from the memory-mapped token matrix, evaluating validation AUC every epoch (or every
+   ``train.eval_every_steps``) and stopping early after ``train.patience`` evaluations
+   without improvement; the test set is only used once, on the best validation checkpoint;
+3. trains logistic regression on hashed features the same way, on the same splits;
+4. writes ``config.json``, ``metrics.jsonl`` (progress) and ``results.json``:
+   ``{"metrics": {"valid/auc", "valid/logloss", "valid/rmse", "valid/mae", "test/...": ...},
+   "train": {"seconds", "events", "events_per_second", ...}, "baselines":
+   {"logistic_regression": {same keys}, "click_rate": {same keys}}, "data": {...}}``.
+   ``params_best.npz`` holds the selected model's parameters.
+
+RMSE and MAE are of the predicted probability against the 0/1 label (see
+`durgru_jax.ctr.metrics`). There are no durations in Criteo, so the duration factor of the
+paper does not apply. A CTR run does not resume: a restarted run retrains (the prepared data
+comes from the cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from durgru_jax.ctr import criteo
+from durgru_jax.ctr import model as ctr_model
+from durgru_jax.ctr.metrics import ctr_metrics
+from durgru_jax.train import NonFiniteLossError, _eta, _Jsonl, _write_json, make_optimizer
+
+
+def prepare_from_config(config) -> criteo.Prepared:
+    d = config.data
+    return criteo.prepare(
+        d.path,
+        d.cache_dir,
+        min_count=int(d.min_count),
+        valid_ratio=float(d.valid_ratio),
+        test_ratio=float(d.test_ratio),
+        int_transform=d.int_transform,
+        on_bad_rows=d.on_bad_rows,
+        block_bytes=int(d.block_mib * (1 << 20)),
+        workers=int(d.workers),
+        log=logging.info,
+    )
+
+
+def _batch(prepared: criteo.Prepared, rows: np.ndarray):
+    rows = np.sort(rows)
+    return np.asarray(prepared.tokens[rows]), np.asarray(prepared.labels[rows], np.float32)
+
+
+def predict(prob_fn, params, prepared: criteo.Prepared, rows: slice, batch_size: int):
+    """Click probabilities of ``rows``, in fixed-size (padded) batches."""
+    out = []
+    for lo in range(rows.start, rows.stop, batch_size):
+        hi = min(lo + batch_size, rows.stop)
+        tok = np.asarray(prepared.tokens[lo:hi])
+        if hi - lo < batch_size:
+            tok = np.concatenate([tok, np.zeros((batch_size - (hi - lo), tok.shape[1]), tok.dtype)])
+        out.append(np.asarray(prob_fn(params, tok))[: hi - lo])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _rows(prepared: criteo.Prepared, split: str, cap: int = 0) -> slice:
+    s = prepared.split(split)
+    return slice(s.start, min(s.stop, s.start + cap)) if cap else s
+
+
+def fit(
+    name: str,
+    params,
+    logits_fn,
+    tx: optax.GradientTransformation,
+    prepared: criteo.Prepared,
+    *,
+    seed: int,
+    batch_size: int,
+    epochs: int,
+    max_steps: int,
+    patience: int,
+    eval_every_steps: int,
+    eval_batch_size: int,
+    valid_cap: int,
+    log_every: int,
+    time_budget_s: float,
+    metrics_log: _Jsonl,
+    l2: float = 0.0,
+) -> dict:
+    """Minibatch training with early stopping on validation AUC.
+
+    ``logits_fn(params, tokens, key_or_None) -> logits``. Returns ``{"params": best,
+    "train": stats}``; the best parameters are those of the best validation AUC (the last
+    ones if validation never ran).
+    """
+    base_key = jax.random.key(seed)
+
+    def loss_fn(p, tokens, labels, key):
+        loss = ctr_model.bce(logits_fn(p, tokens, key), labels)
+        if l2:
+            loss = loss + l2 * sum(jnp.sum(x**2) for x in jax.tree.leaves(p))
+        return loss
+
+    @jax.jit
+    def step_fn(p, opt_state, step, tokens, labels):
+        key = jax.random.fold_in(base_key, step)
+        loss, grads = jax.value_and_grad(loss_fn)(p, tokens, labels, key)
+        updates, opt_state = tx.update(grads, opt_state, p)
+        return optax.apply_updates(p, updates), opt_state, loss
+
+    prob_fn = jax.jit(lambda p, tok: jax.nn.sigmoid(logits_fn(p, tok, None)))
+    train_rows = prepared.split("train")
+    n_train = train_rows.stop - train_rows.start
+    steps_per_epoch = max(n_train // batch_size, 1)
+    total = steps_per_epoch * epochs if not max_steps else min(max_steps, steps_per_epoch * epochs)
+    opt_state = tx.init(params)
+    # Compile before the clock starts, so events/s measures training, not XLA.
+    example = _batch(prepared, np.resize(np.arange(train_rows.start, train_rows.stop), batch_size))
+    t_compile = time.time()
+    step_fn = step_fn.lower(params, opt_state, jnp.int32(0), *example).compile()
+    compile_seconds = time.time() - t_compile
+    best = {"auc": -np.inf, "params": jax.device_get(params), "step": None, "epoch": None}
+    bad_evals, step, events, seconds = 0, 0, 0, 0.0
+    t_start = time.time()
+    stop = False
+    valid = _rows(prepared, "valid", valid_cap)
+
+    def evaluate(epoch):
+        nonlocal bad_evals, stop
+        probs = predict(prob_fn, params, prepared, valid, eval_batch_size)
+        y = np.asarray(prepared.labels[valid])
+        m = ctr_metrics(y, probs, "valid")
+        metrics_log.write({"model": name, "step": step, "epoch": epoch} | m)
+        auc = m.get("valid/auc", float("nan"))
+        logging.info("%s: epoch %d step %d valid/auc %.4f logloss %.4f", name, epoch, step, auc,
+                     m.get("valid/logloss", float("nan")))  # fmt: skip
+        if np.isfinite(auc) and auc > best["auc"]:
+            best.update(auc=auc, params=jax.device_get(params), step=step, epoch=epoch)
+            bad_evals = 0
+        else:
+            bad_evals += 1
+            if bad_evals >= patience:
+                logging.info("%s: early stop, valid/auc did not improve %d times", name, patience)
+                stop = True
+
+    epoch = -1
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, epoch])
+        perm = rng.permutation(n_train) + train_rows.start
+        t0 = time.time()
+        last_t, last_events = t0, events
+        for i in range(steps_per_epoch):
+            if max_steps and step >= max_steps:
+                stop = True
+                break
+            rows = perm[i * batch_size : (i + 1) * batch_size]
+            if len(rows) < batch_size:  # fewer training rows than one batch
+                rows = np.resize(rows, batch_size)
+            tokens, labels = _batch(prepared, rows)
+            params, opt_state, loss = step_fn(params, opt_state, jnp.int32(step), tokens, labels)
+            step += 1
+            events += batch_size
+            if step % log_every == 0 or step == total:
+                loss = float(loss)
+                if not np.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"{name}: non-finite training loss {loss} at step {step} (epoch "
+                        f"{epoch}); try a lower learning rate"
+                    )
+                now = time.time()
+                rate = (events - last_events) / max(now - last_t, 1e-9)
+                logging.info("%s: step %d/%d epoch %d loss %.4f %s events/s ETA %s", name, step,
+                             total, epoch, loss, f"{rate:,.0f}",
+                             _eta((now - t_start) / step * (total - step)))  # fmt: skip
+                metrics_log.write(
+                    {"model": name, "step": step, "epoch": epoch, "train/loss": loss,
+                     "events_per_second": rate}
+                )  # fmt: skip
+                last_t, last_events = now, events
+            if eval_every_steps and step % eval_every_steps == 0:
+                jax.block_until_ready(params)
+                seconds += time.time() - t0
+                evaluate(epoch)
+                t0 = time.time()
+                if stop:
+                    break
+            if time_budget_s and time.time() - t_start >= time_budget_s:
+                logging.info("%s: time budget of %.0f s reached", name, time_budget_s)
+                stop = True
+                break
+        jax.block_until_ready(params)
+        seconds += time.time() - t0
+        if step > 0 and not np.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"{name}: non-finite training loss at step {step} (epoch {epoch}); try a "
+                "lower learning rate"
+            )
+        if not (eval_every_steps and step % eval_every_steps == 0) and step > 0:
+            evaluate(epoch)
+        if stop:
+            break
+    return {
+        "params": best["params"] if best["step"] is not None else jax.device_get(params),
+        "prob_fn": prob_fn,
+        "train": {
+            "seconds": seconds,
+            "events": events,
+            "events_per_second": events / max(seconds, 1e-9),
+            "steps": step,
+            "epochs": epoch + 1,
+            "best_step": best["step"],
+            "best_epoch": best["epoch"],
+            "selected_on": "valid/auc",
+            "compile_seconds": compile_seconds,
+        },
+    }
+
+
+def _final_metrics(prob_fn, params, prepared, eval_batch_size) -> dict:
+    out = {}
+    for split in ("valid", "test"):
+        rows = prepared.split(split)
+        probs = predict(prob_fn, params, prepared, rows, eval_batch_size)
+        out.update(ctr_metrics(np.asarray(prepared.labels[rows]), probs, split))
+    return out
+
+
+def run(config, workdir: str) -> dict:
+    """Prepare, train, evaluate; see the module docstring. The ``bench`` variant runs the
+    preprocessing benchmark instead (`durgru_jax.ctr.bench`)."""
+    if config.get("bench") is not None and config.bench.get("enabled", False):
+        from durgru_jax.ctr import bench
+
+        return bench.run(config, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    metrics_log = _Jsonl(os.path.join(workdir, "metrics.jsonl"))
+    t0 = time.time()
+    prepared = prepare_from_config(config)
+    prep_seconds = time.time() - t0
+    meta = prepared.meta
+    logging.info(
+        "criteo data: %d rows, splits %s, %d bad rows skipped, vocab %d tokens (%s)",
+        meta["rows"], meta["splits"], meta["n_bad_rows_skipped"], sum(meta["vocab_sizes"]),
+        "cache" if prepared.from_cache else "prepared",
+    )  # fmt: skip
+    click_rate = float(meta["click_rate"]["train"])
+    m, t = config.model, config.train
+    mcfg = ctr_model.CtrModelConfig(
+        vocab_sizes=tuple(meta["vocab_sizes"]),
+        cell=m.cell,
+        embed_dim=int(m.embed_dim),
+        hidden_dim=int(m.hidden_dim),
+        dropout=float(m.dropout),
+        relevance=bool(m.relevance),
+        field_context=bool(m.field_context),
+        scan_unroll=int(m.scan_unroll),
+    )
+    common = dict(
+        seed=int(config.seed),
+        max_steps=int(t.max_steps),
+        patience=int(t.patience),
+        eval_every_steps=int(t.eval_every_steps),
+        eval_batch_size=int(config.eval.batch_size),
+        valid_cap=int(config.eval.max_valid_rows),
+        log_every=int(t.log_every),
+        time_budget_s=float(t.time_budget_s),
+        metrics_log=metrics_log,
+    )
+    n_train = meta["splits"]["train"][1]
+    steps = max(n_train // int(t.batch_size), 1) * int(t.epochs)
+    tx = make_optimizer(config.optim, steps)
+    fitted = fit(
+        "model",
+        ctr_model.init_params(mcfg, int(config.seed), click_rate),
+        lambda p, tok, key: ctr_model.logits(p, mcfg, tok, key),
+        tx,
+        prepared,
+        batch_size=int(t.batch_size),
+        epochs=int(t.epochs),
+        **common,
+    )
+    metrics = _final_metrics(fitted["prob_fn"], fitted["params"], prepared, config.eval.batch_size)
+    np.savez(
+        os.path.join(workdir, "params_best.npz"),
+        **{jax.tree_util.keystr(k): np.asarray(v) for k, v in
+           jax.tree_util.tree_leaves_with_path(fitted["params"])},
+    )  # fmt: skip
+    logging.info("model test: %s", json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+
+    baselines = {}
+    b = config.baseline
+    if b.enabled:
+        offsets = mcfg.offsets
+        hb = int(b.hash_bits)
+        n_w = (1 << hb) if hb else int(sum(mcfg.vocab_sizes))
+        lr_steps = max(n_train // int(b.batch_size), 1) * int(b.epochs)
+        lr_opt = types.SimpleNamespace(
+            name=b.optimizer, learning_rate=float(b.learning_rate), schedule="constant",
+            warmup_steps=0, weight_decay=0.0, clip_norm=0.0,
+        )  # fmt: skip
+        lr_fit = fit(
+            "logistic_regression",
+            ctr_model.init_lr(n_w, click_rate),
+            lambda p, tok, key: ctr_model.lr_logits(
+                p, ctr_model.lr_feature_index(tok, offsets, hb)
+            ),
+            make_optimizer(lr_opt, lr_steps),
+            prepared,
+            batch_size=int(b.batch_size),
+            epochs=int(b.epochs),
+            l2=float(b.l2),
+            **common,
+        )
+        lr_metrics = _final_metrics(
+            lr_fit["prob_fn"], lr_fit["params"], prepared, config.eval.batch_size
+        )
+        baselines["logistic_regression"] = lr_metrics | {
+            "train": lr_fit["train"],
+            "hash_bits": hb,
+            "n_weights": n_w,
+        }
+        logging.info("LR test: %s", json.dumps({k: round(v, 4) for k, v in lr_metrics.items()}))
+    const = {}
+    for split in ("valid", "test"):
+        y = np.asarray(prepared.labels[prepared.split(split)])
+        const.update(ctr_metrics(y, np.full(len(y), click_rate), split))
+    baselines["click_rate"] = const
+
+    results = {
+        "metrics": metrics,
+        "train": fitted["train"] | {"prepare_seconds": prep_seconds},
+        "baselines": baselines,
+        "data": {k: v for k, v in meta.items() if k != "seconds"}
+        | {"from_cache": prepared.from_cache, "cache_dir": prepared.dir},
+        "model": {k: v for k, v in vars(mcfg).items() if k != "vocab_sizes"}
+        | {"duration_factor": "not applicable: Criteo has no durations"},
+    }
+    _write_json(os.path.join(workdir, "results.json"), results)
+    metrics_log.write({"model": "model", "step": fitted["train"]["steps"], "final": True} | metrics)
+    return results
