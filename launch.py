@@ -48,7 +48,10 @@ def main(argv):
     elif config.get("bench", False):
         from durgru_jax import bench
 
-        bench.run(config, _WORKDIR.value)
+        if "data_config" in config.bench:
+            bench.run_data(config, _WORKDIR.value)
+        else:
+            bench.run(config, _WORKDIR.value)
     else:
         runner.run(config, _WORKDIR.value)
 

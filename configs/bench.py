@@ -30,6 +30,10 @@ def get_config(variant: str = "ml1m"):
         c.loss.target = "sampled"
         c.loss.n_sampled = 4096
         c.eval.item_chunk = 65536
+    elif variant == "data":  # preparation and cache speed of a real dataset
+        b.data_config = "configs/taobao.py"  # the dataset's config file (with :variant)
+        b.data_path = "data/raw/taobao/UserBehavior.csv"  # its input file
+        b.data_overrides = ""  # "key=value,..." applied to that config's data group
     elif variant != "ml1m":
-        raise ValueError(f"unknown bench variant {variant!r}: ml1m | large")
+        raise ValueError(f"unknown bench variant {variant!r}: ml1m | large | data")
     return c

@@ -159,3 +159,53 @@ def run(config, workdir: str) -> dict:
         json.dump(out, f, indent=2)
     logging.info("bench: %s", json.dumps(out, indent=2))
     return out
+
+
+def run_data(config, workdir: str) -> dict:
+    """Preparation speed of a real dataset: a first run (read + prepare + write the cache) and
+    a second run served from the cache, in fresh processes' conditions (empty cache dir)."""
+    import importlib.util
+    import shutil
+
+    from durgru_jax.data import dataset as ds
+    from durgru_jax.data.sources import load_prepared
+
+    b = config.bench
+    path, _, variant = str(b.data_config).partition(":")
+    spec = importlib.util.spec_from_file_location("_bench_data_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data_cfg = (module.get_config(variant) if variant else module.get_config()).data
+    data_cfg.path = str(b.data_path)
+    for assignment in filter(None, str(b.get("data_overrides", "")).split(",")):
+        from durgru_jax.runner import apply_override
+
+        apply_override(data_cfg, assignment)
+    cache_dir = os.path.join(workdir, "cache")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    data_cfg.cache_dir = cache_dir
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        p = load_prepared(data_cfg, int(config.seed))
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    windows = ds.train_windows(p, pack=bool(data_cfg.get("pack", True)))
+    windows_s = time.perf_counter() - t0
+    out = {
+        "data_config": str(b.data_config),
+        "data_path": str(b.data_path),
+        "rows": int(p.info.get("rows_read", p.info["n_events"])),
+        "first_run_seconds": times[0],
+        "cached_run_seconds": times[1],
+        "cache_speedup": times[0] / max(times[1], 1e-9),
+        "rows_per_second_first_run": p.info.get("rows_read", 0) / times[0],
+        "train_windows_seconds": windows_s,
+        "train_rows": int(len(windows["items"])),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "info": {k: v for k, v in p.info.items() if not isinstance(v, (list, dict))},
+    }
+    with open(os.path.join(workdir, "bench_data.json"), "w") as f:
+        json.dump(out, f, indent=2, default=str)
+    logging.info("data bench: %s", json.dumps(out, indent=2, default=str))
+    return out

@@ -39,10 +39,11 @@ Preprocessing (:func:`prepare`) makes each impression 39 categorical tokens:
   ``vocab_sizes[j] = 2 + kept values`` tokens.
 
 Two passes, one over the text: pass 1 parses the text once, gives every distinct value a
-dense code per field with an incremental hash table (in order of first appearance) and
-writes the ``int32`` codes of all rows to a temporary file, so the row count and split are
-known at its end; the training rows' codes are then counted (``bincount``), and pass 2 maps
-the codes to tokens through one small table per field. Output, in a cache folder keyed by a
+dense code per field with an incremental hash table (in order of first appearance), counts
+the codes and writes the ``int32`` codes of all rows to a temporary file, so the row count
+and split are known at its end; the counts of the validation and test rows (read back from
+the file) are then subtracted, leaving training counts, and pass 2 maps the codes to tokens
+through one table per field. Output, in a cache folder keyed by a
 hash of the preprocessing options and the source file's path, size and mtime (memory-mapped
 at training time):
 
@@ -159,6 +160,8 @@ class CriteoBlock:
     cat_keys: np.ndarray  # uint64 [m, 26]: the 8 bytes of the value (see key_to_text)
     cats_missing: np.ndarray  # bool [m, 26]
     first_line: int
+    keys: np.ndarray | None = None  # prepare only: mixed uint64 keys [39, m] (I then C)
+    missing: np.ndarray | None = None  # prepare only: bool [39, m]
 
 
 class BadRows:
@@ -303,6 +306,7 @@ def iter_blocks(
     bad: BadRows | None = None,
     layout: CriteoLayout | None = None,
     workers: int = 0,
+    _post=None,
 ) -> Iterator[CriteoBlock]:
     """Stream the rows of a Criteo file as :class:`CriteoBlock` s, in file order.
 
@@ -317,7 +321,7 @@ def iter_blocks(
     layout = layout or detect_layout(path)
     bad = bad if bad is not None else BadRows()
     raw = _raw_blocks(layout.path, block_bytes, layout.header_lines)
-    parse = functools.partial(_parse_block, layout=layout, on_bad_rows=on_bad_rows)
+    parse = functools.partial(_parse_block, layout=layout, on_bad_rows=on_bad_rows, post=_post)
     parsed = _ordered_map(parse, raw, workers) if workers > 0 else (parse(*r) for r in raw)
     seen_rows = False
     for block, block_bad in parsed:
@@ -344,13 +348,15 @@ def _ordered_map(fn, items: Iterator[tuple], workers: int) -> Iterator:
                 fut.cancel()
 
 
-def _parse_block(data: bytes, first_line: int, layout: CriteoLayout, on_bad_rows: str):
+def _parse_block(data: bytes, first_line: int, layout: CriteoLayout, on_bad_rows: str, post):
     bad = BadRows()
     try:
         block = _parse_fast(data, layout)
     except _Anomaly:
         block = _parse_slow(data, layout, first_line, on_bad_rows, bad)
     block.first_line = first_line
+    if post is not None:
+        post(block)
     return block, bad
 
 
@@ -535,6 +541,37 @@ def transform_ints(ints: np.ndarray, missing: np.ndarray, how: str = "sqlog") ->
     return out
 
 
+_MIX = 0x9E3779B97F4A7C15  # odd: multiplication by it is a bijection of uint64
+_UNMIX = pow(_MIX, -1, 1 << 64)
+
+
+def _mix(keys: np.ndarray) -> np.ndarray:
+    """A bijection of uint64 that spreads every input bit over the low bits.
+
+    Raw 8-character values use few distinct bits per byte, and pandas' hash of 64-bit keys is
+    weak on such input (long probe chains: 30x slower on a 10M-value field); mixed keys hash
+    like random numbers. ``_unmix`` inverts it.
+    """
+    k = keys * np.uint64(_MIX)
+    return k ^ (k >> np.uint64(32))
+
+
+def _unmix(keys: np.ndarray) -> np.ndarray:
+    k = keys ^ (keys >> np.uint64(32))
+    return k * np.uint64(_UNMIX)
+
+
+def _block_keys(block: CriteoBlock, int_transform: str) -> None:
+    """Parser-thread part of preprocessing: bucketised ints and categoricals as one mixed
+    ``uint64 [39, m]`` key matrix plus its missing mask."""
+    m = len(block.labels)
+    keys = np.empty((len(FIELDS), m), np.uint64)
+    keys[:N_INT] = transform_ints(block.ints, block.ints_missing, int_transform).T.view(np.uint64)
+    keys[N_INT:] = block.cat_keys.T
+    block.keys = _mix(keys)
+    block.missing = np.concatenate([block.ints_missing, block.cats_missing], axis=1).T.copy()
+
+
 class _Codes:
     """Dense codes per field in order of first appearance, over a stream of blocks.
 
@@ -681,27 +718,33 @@ def prepare(
 def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: int, log) -> dict:
     t0 = time.perf_counter()
     width = len(FIELDS)
-    coders = [_Codes("int64") for _ in range(N_INT)] + [_Codes("uint64") for _ in range(N_CAT)]
+    workers = int(options["workers"])
+    coders = [_Codes("uint64") for _ in range(width)]
     bad = BadRows()
     labels_parts = []
     n = 0
+    counts = [np.zeros(1024, np.int64) for _ in range(width)]
     codes_path = os.path.join(out, "codes.tmp")
     with open(codes_path, "wb") as codes_file:
+        post = functools.partial(_block_keys, int_transform=options["int_transform"])
         blocks = iter_blocks(
-            layout.path, options["on_bad_rows"], block_bytes, bad, layout, options["workers"]
+            layout.path, options["on_bad_rows"], block_bytes, bad, layout, workers, post
         )
         for blk in blocks:
             m = len(blk.labels)
             if m == 0:
                 continue
             codes_fxm = np.empty((width, m), np.int32)
-            ikeys = transform_ints(blk.ints, blk.ints_missing, options["int_transform"])
-            keys = [ikeys[:, j] for j in range(N_INT)] + [blk.cat_keys[:, j] for j in range(N_CAT)]
-            missing = np.concatenate([blk.ints_missing, blk.cats_missing], axis=1).T
             for j in range(width):
-                codes_fxm[j] = coders[j].codes(keys[j])
+                codes_fxm[j] = coders[j].codes(blk.keys[j])
             codes_fxm += 1
-            np.copyto(codes_fxm, MISSING, where=missing)
+            np.copyto(codes_fxm, MISSING, where=blk.missing)
+            for j in range(width):  # occurrences of every code (the tail is removed later)
+                if coders[j].size >= len(counts[j]):
+                    grown = np.zeros(max(2 * len(counts[j]), coders[j].size + 1), np.int64)
+                    grown[: len(counts[j])] = counts[j]
+                    counts[j] = grown
+                np.add.at(counts[j], codes_fxm[j], 1)
             codes_file.write(np.ascontiguousarray(codes_fxm.T).data)
             labels_parts.append(blk.labels)
             n += m
@@ -722,10 +765,12 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
     # counting and mapping are each one vectorised call per chunk.
     sizes = np.array([cd.size + 1 for cd in coders], np.int64)  # +1: code 0 = missing
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    rows_per_chunk = max(1, (64 << 20) // (4 * width))
-    counts = np.zeros(int(sizes.sum()), np.int64)
-    for _, chunk in _read_code_chunks(codes_path, 0, n_train, rows_per_chunk):
-        counts += np.bincount((chunk + offsets).ravel(), minlength=len(counts))
+    rows_per_chunk = max(1, (32 << 20) // (4 * width))
+    # Pass 1 counted every row; remove the validation and test rows (the last 20%).
+    for _, chunk in _read_code_chunks(codes_path, n_train, n, rows_per_chunk):
+        for j in range(width):
+            np.subtract.at(counts[j], chunk[:, j], 1)
+    counts = np.concatenate([c[:s] for c, s in zip(counts, sizes, strict=True)])
     table = np.full(len(counts), OOV, np.int32)
     vocab_sizes, vocab = [], {}
     for j, name in enumerate(FIELDS):
@@ -734,7 +779,8 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
         table[lo] = MISSING
         table[lo + 1 : hi][kept] = 2 + np.arange(int(kept.sum()), dtype=np.int32)
         vocab_sizes.append(2 + int(kept.sum()))
-        vocab[name] = coders[j].uniques()[kept]
+        keys = _unmix(coders[j].uniques()[kept])
+        vocab[name] = keys.view(np.int64) if j < N_INT else keys
     t_vocab = time.perf_counter() - t0 - t_pass1
 
     # Pass 2: codes -> tokens, written row-major after an .npy header.
@@ -742,8 +788,21 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
         np.lib.format.write_array_header_1_0(
             f, {"descr": "<i4", "fortran_order": False, "shape": (n, width)}
         )
-        for _, chunk in _read_code_chunks(codes_path, 0, n, rows_per_chunk):
-            f.write(np.take(table, chunk + offsets).data)
+        chunks = _read_code_chunks(codes_path, 0, n, rows_per_chunk)
+        small = len(table) < 2**31  # global codes fit int32: add in place, no int64 copy
+        off = offsets.astype(np.int32) if small else offsets
+
+        def to_tokens(lo, chunk):
+            if small:
+                chunk += off
+                return np.take(table, chunk)
+            return np.take(table, chunk + off)
+
+        mapped = (
+            _ordered_map(to_tokens, chunks, workers) if workers else (to_tokens(*c) for c in chunks)
+        )
+        for tokens in mapped:
+            f.write(tokens.data)
     os.remove(codes_path)
     np.save(os.path.join(out, "labels.npy"), labels)
     np.savez(os.path.join(out, "vocab.npz"), **vocab)

@@ -371,68 +371,77 @@ def _empty(n: int, length: int, with_targets: bool) -> dict[str, np.ndarray]:
     return a
 
 
-def _fill(
-    a: dict, row: int, p: Prepared, idx: np.ndarray, gaps: np.ndarray, u: int, col: int = 0
-) -> None:
-    """Writes the events ``idx`` (global positions) as the inputs of ``row`` from ``col``."""
-    sl = slice(col, col + len(idx))
-    a["items"][row, sl] = p.item[idx]
-    a["mask"][row, sl] = p.item[idx] > 0
-    a["reset"][row, col] = True
-    a["in_ctx"][row, sl] = p.in_ctx[idx]
-    a["tr_ctx"][row, sl] = _gap_buckets(gaps, p.gap_edges, p.n_transfer_contexts > 1)
-    a["dur"][row, sl] = p.dur[idx]
-    a["dur_ok"][row, sl] = p.dur_ok[idx]
-    a["dur_mean"][row, sl] = p.dur_mean[u]
-    a["dur_std"][row, sl] = p.dur_std[u]
-    a["dur_user_ok"][row, sl] = p.dur_user_ok[u]
-
-
 def train_windows(p: Prepared, pack: bool = False) -> dict[str, np.ndarray]:
     """All training windows as arrays ``[R, L]`` (inputs) with next-event targets.
 
-    Unknown items cannot occur here (the vocabulary is the training items). A window holds
-    at most ``L + 1`` consecutive training events: ``L`` inputs, each with the next as target.
-    With ``pack``, consecutive windows share a row while they fit (next fit), each starting
-    with a ``reset`` (the cell restarts from zeros there), so short sequences (sessions) do
-    not pay for padding; otherwise each window has its own row.
+    Unknown items cannot occur here (the vocabulary is the training items). Each user's
+    training events are cut from the most recent backwards into windows of at most ``L + 1``
+    consecutive events (``L`` inputs, each with the next as target; consecutive windows share
+    one event, so every training transition is a target exactly once). With ``pack``,
+    consecutive windows share a row while they fit (next fit), each starting with a ``reset``
+    (the cell restarts from zeros there), so short sequences do not pay for padding; otherwise
+    each window has its own row. Vectorised: no Python loop over users or windows' events.
     """
     L = p.max_len
-    spans = []  # (user, start, stop) in the user's list of training positions
-    train_pos = []
-    for u in range(p.n_users):
-        lo, hi = p.offsets[u], p.offsets[u + 1]
-        pos = lo + np.flatnonzero(p.split[lo:hi] == TRAIN)
-        train_pos.append(pos)
-        stop = len(pos)
-        while stop >= 2:
-            start = max(0, stop - (L + 1))
-            spans.append((u, start, stop))
-            stop = start + 1 if start > 0 else 0
-    place = []  # (row, col) of each span
-    row, col = -1, L
-    for _, start, stop in spans:
-        n = stop - start - 1
-        if not pack or col + n > L:
-            row, col = row + 1, 0
-        place.append((row, col))
-        col += n
-    a = _empty(row + 1, L, with_targets=True)
-    a["user"] = np.zeros(row + 1, np.int64)
-    for (u, start, stop), (row, col) in zip(spans, place, strict=True):
-        pos = train_pos[u][start:stop]
-        inp, tgt = pos[:-1], pos[1:]
-        gaps = _gaps_within(p.timestamp[inp], p.user[inp])
-        if start > 0:  # a window cut from a longer history: the first input has a predecessor
-            gaps[0] = p.timestamp[inp[0]] - p.timestamp[train_pos[u][start - 1]]
-        _fill(a, row, p, inp, gaps, u, col)
-        sl = slice(col, col + len(inp))
-        a["targets"][row, sl] = p.item[tgt]
-        a["rating_target"][row, sl] = p.rating[tgt]
-        a["rating_ok"][row, sl] = p.rating_ok[tgt]
-        if col == 0:
-            a["user"][row] = u
+    tp = np.flatnonzero(p.split == TRAIN)  # training positions, sorted by (user, time)
+    tu = p.user[tp]
+    n_u = np.bincount(tu, minlength=p.n_users)
+    t_off = np.concatenate([[0], np.cumsum(n_u)])
+    i_all = np.arange(len(tp)) - t_off[tu]  # index in the user's list of training events
+    g = np.flatnonzero(i_all <= n_u[tu] - 2)  # inputs: training events with a successor
+    u, i, n = tu[g], i_all[g], n_u[tu[g]]
+    k = (n - 2 - i) // L  # window of each input, 0 = the most recent
+    start = np.maximum(0, n - k * L - L - 1)
+    col = i - start
+    n_win_u = np.where(n_u >= 2, (n_u - 2) // L + 1, 0)
+    w_off = np.concatenate([[0], np.cumsum(n_win_u)])
+    wid = w_off[u] + k
+    n_win = int(w_off[-1])
+    wlen = np.bincount(wid, minlength=n_win)
+    wuser = np.repeat(np.arange(p.n_users), n_win_u)
+    rows, cols = _place(wlen, L, pack)
+    r, c = rows[wid], cols[wid] + col
+    a = _empty(int(rows.max(initial=-1)) + 1, L, with_targets=True)
+    inp, tgt = tp[g], tp[g + 1]
+    gaps = np.where(i > 0, p.timestamp[inp] - p.timestamp[tp[np.maximum(g - 1, 0)]], np.nan)
+    _scatter(a, p, r, c, inp, gaps, u)
+    first = col == 0
+    a["reset"][r[first], c[first]] = True
+    a["targets"][r, c] = p.item[tgt]
+    a["rating_target"][r, c] = p.rating[tgt]
+    a["rating_ok"][r, c] = p.rating_ok[tgt]
+    a["user"] = np.zeros(len(a["items"]), np.int64)
+    lead = cols == 0
+    a["user"][rows[lead]] = wuser[lead]
     return a
+
+
+def _place(lengths: np.ndarray, width: int, pack: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row and starting column of each window: its own row, or next fit in order."""
+    if not pack:
+        return np.arange(len(lengths)), np.zeros(len(lengths), np.int64)
+    rows = np.empty(len(lengths), np.int64)
+    cols = np.empty(len(lengths), np.int64)
+    row, col = -1, width
+    for w, n in enumerate(lengths.tolist()):
+        if col + n > width:
+            row, col = row + 1, 0
+        rows[w], cols[w] = row, col
+        col += n
+    return rows, cols
+
+
+def _scatter(a, p: Prepared, r, c, pos, gaps, u) -> None:
+    """Writes events ``pos`` as inputs at ``(r, c)`` (per-event user ``u`` for statistics)."""
+    a["items"][r, c] = p.item[pos]
+    a["mask"][r, c] = p.item[pos] > 0
+    a["in_ctx"][r, c] = p.in_ctx[pos]
+    a["tr_ctx"][r, c] = _gap_buckets(gaps, p.gap_edges, p.n_transfer_contexts > 1)
+    a["dur"][r, c] = p.dur[pos]
+    a["dur_ok"][r, c] = p.dur_ok[pos]
+    a["dur_mean"][r, c] = p.dur_mean[u]
+    a["dur_std"][r, c] = p.dur_std[u]
+    a["dur_user_ok"][r, c] = p.dur_user_ok[u]
 
 
 def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[str, np.ndarray]:
@@ -441,7 +450,8 @@ def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[s
     Returns window arrays ``[E, L]`` (the last ``L`` visible events before the target),
     ``target``/``target_rating``/``target_rating_ok``/``user`` ``[E]`` and the exclusion
     history as CSR (``hist_offsets [E+1]``, ``hist_items``): every visible event before the
-    target, not only the last ``L``.
+    target, not only the last ``L``. Visible: known items of the user's training events (and
+    validation events for test), or of all earlier events with ``all_past_visible``.
     """
     code = SPLITS[split]
     visible = {VALID: (TRAIN,), TEST: (TRAIN, VALID)}[code]
@@ -451,36 +461,34 @@ def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[s
     tgt_pos = np.flatnonzero(p.split == code)
     if drop_unknown:
         tgt_pos = tgt_pos[p.item[tgt_pos] > 0]
-    a = _empty(len(tgt_pos), L, with_targets=False)
-    hist_offsets = np.zeros(len(tgt_pos) + 1, np.int64)
-    hist_chunks = []
-    vis_mask = np.isin(p.split, visible)
     if p.all_past_visible:
         # A sequence's first event has nothing to predict it from: not a target.
         tgt_pos = tgt_pos[tgt_pos > p.offsets[p.user[tgt_pos]]]
-        a = _empty(len(tgt_pos), L, with_targets=False)
-        hist_offsets = np.zeros(len(tgt_pos) + 1, np.int64)
-    for row, j in enumerate(tgt_pos):
-        u = int(p.user[j])
-        lo = p.offsets[u]
-        before = lo + np.flatnonzero(vis_mask[lo:j])
-        before = before[p.item[before] > 0]
-        hist_chunks.append(p.item[before])
-        hist_offsets[row + 1] = hist_offsets[row] + len(before)
-        inp = before[-L:]
-        if len(inp):
-            gaps = _gaps_within(p.timestamp[inp], p.user[inp])
-            if len(before) > len(inp):  # the first input's gap to its (dropped) predecessor
-                gaps[0] = p.timestamp[inp[0]] - p.timestamp[before[-L - 1]]
-            _fill(a, row, p, inp, gaps, u)
+    vpos = np.flatnonzero(np.isin(p.split, visible) & (p.item > 0))
+    vu = p.user[vpos]
+    v_first = np.searchsorted(vu, np.arange(p.n_users))
+    tu = p.user[tgt_pos]
+    n_before = np.searchsorted(vpos, tgt_pos) - v_first[tu]  # visible events before target
+    n_in = np.minimum(n_before, L)
+    q = (v_first[tu] + n_before - n_in)[:, None] + np.arange(L)[None, :]
+    valid = np.arange(L)[None, :] < n_in[:, None]
+    e_idx, col = np.nonzero(valid)
+    q = q[e_idx, col]  # index into vpos of each input
+    prev_same = (q > 0) & (vu[np.maximum(q - 1, 0)] == vu[q])
+    gaps = np.where(
+        prev_same, p.timestamp[vpos[q]] - p.timestamp[vpos[np.maximum(q - 1, 0)]], np.nan
+    )
+    a = _empty(len(tgt_pos), L, with_targets=False)
+    _scatter(a, p, e_idx, col, vpos[q], gaps, tu[e_idx])
+    a["reset"][:, 0] = n_in > 0
     a["target"] = p.item[tgt_pos].astype(np.int32)
     a["target_rating"] = p.rating[tgt_pos]
     a["target_rating_ok"] = p.rating_ok[tgt_pos] & (p.item[tgt_pos] > 0)
     a["user"] = p.user[tgt_pos]
+    hist_offsets = np.concatenate([[0], np.cumsum(n_before)]).astype(np.int64)
+    h_idx = np.repeat(v_first[tu] - hist_offsets[:-1], n_before) + np.arange(hist_offsets[-1])
     a["hist_offsets"] = hist_offsets
-    a["hist_items"] = (
-        np.concatenate(hist_chunks).astype(np.int32) if hist_chunks else np.zeros(0, np.int32)
-    )
+    a["hist_items"] = p.item[vpos[h_idx]].astype(np.int32)
     return a
 
 
