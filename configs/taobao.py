@@ -5,8 +5,8 @@
 
 Each user's whole 9-day history is one sequence, leave-one-out (last event test,
 second-to-last validation). Behaviour type (pv/cart/fav/buy) and hour-of-day are aGRU input
-contexts. No durations in the data: dwell = gap to the user's next event within 30 minutes
-(``data.dwell_cap_s``), with ``model.duration_delay=1``. Users and items with fewer than 5
+contexts. No durations in the data: dwell = gap to the user's next event when it comes within
+30 minutes (``data.dwell_break_s``), capped at 10 minutes (``data.dwell_cap_s``), with ``model.duration_delay=1``. Users and items with fewer than 5
 events are removed (iteratively). Repeated interactions with an item are common in e-commerce
 logs, so already-seen items stay rankable (``eval.exclude_history=false``).
 """
@@ -21,6 +21,8 @@ def get_config():
     c.data.dataset = "taobao"  # fetched into data/raw/ when the path is missing (if allowed)
     c.data.split = "leave_one_out"
     c.data.session_gap_s = 0.0  # one sequence per user
+    c.data.dwell_break_s = 1800.0  # dwell only up to a pause of 30 min (else: none)
+    c.data.dwell_cap_s = 600.0  # and capped at 10 min
     c.data.kcore_users = 5
     c.data.kcore_items = 5
     c.data.eval_history = "held_out_hidden"

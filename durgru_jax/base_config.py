@@ -58,6 +58,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # (dwell = time to the next event of the sequence, capped at dwell_cap_s)
     d.duration_proxy = "none"
     d.dwell_cap_s = 1800.0  # cap of a next_gap dwell, seconds
+    d.dwell_break_s = 0.0  # next_gap: a longer gap ends the visit, so no dwell (0: off)
     d.shuffle_durations = False  # control: permute durations within each (user, split)
     d.pack = True  # several short training windows share a row (state reset between them)
     d.use_behavior = True  # behaviour type (if the data has one) as an aGRU input context

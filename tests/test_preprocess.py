@@ -203,3 +203,21 @@ def test_packed_windows_hold_the_same_transitions_and_give_the_same_loss():
         return float(jnp.sum(jnp.where(valid, per, 0.0)))
 
     assert total(packed) == pytest.approx(total(plain), rel=1e-5)
+
+
+def test_next_gap_dwell_break_leaves_long_pauses_without_dwell():
+    ev = _events([("a", 1, 0), ("a", 2, 30), ("a", 3, 5000), ("a", 4, 5010)])
+    p = prepare(
+        ev,
+        PrepConfig(
+            duration_proxy="next_gap",
+            dwell_cap_s=20,
+            dwell_break_s=100,
+            duration_transform="none",
+            split="random",
+            random_test_ratio=0,
+            random_valid_ratio=0,
+        ),
+    )
+    assert list(p.dur_ok) == [True, False, True, False]
+    np.testing.assert_allclose(p.dur[p.dur_ok], [20, 10])

@@ -53,6 +53,7 @@ class PrepConfig:
     duration_min_events: int = 3
     duration_proxy: str = "none"  # data without durations: "none" | "prev_gap" | "next_gap"
     dwell_cap_s: float = 1800.0  # next_gap dwell is clipped at this many seconds
+    dwell_break_s: float = 0.0  # next_gap: a longer gap is a break, no dwell (0: off)
     eval_history: str = "auto"  # "held_out_hidden" | "all_past" | "auto" (all_past if temporal)
     shuffle_durations: bool = False  # control: permute durations within each (user, split)
     pack: bool = True  # training windows share rows (with resets) to avoid padding
@@ -169,7 +170,10 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
         info["duration_source"] = "prev_gap (time since the user's previous event)"
     elif cfg.duration_proxy == "next_gap":
         nxt = np.where(pos_in_user < counts[user] - 1, np.roll(ts, -1), np.nan)
-        raw_dur = np.minimum(nxt - ts, cfg.dwell_cap_s)
+        gap = nxt - ts
+        if cfg.dwell_break_s > 0:  # a longer pause ends the visit: no dwell for that event
+            gap = np.where(gap > cfg.dwell_break_s, np.nan, gap)
+        raw_dur = np.minimum(gap, cfg.dwell_cap_s)
         info["duration_source"] = (
             f"next_gap (dwell = time to the next event of the sequence, capped at "
             f"{cfg.dwell_cap_s:g} s; a sequence's last event has none)"
