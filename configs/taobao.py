@@ -6,7 +6,8 @@
 Each user's whole 9-day history is one sequence, leave-one-out (last event test,
 second-to-last validation). Behaviour type (pv/cart/fav/buy) and hour-of-day are aGRU input
 contexts. No durations in the data: dwell = gap to the user's next event when it comes within
-30 minutes (``data.dwell_break_s``), capped at 10 minutes (``data.dwell_cap_s``), with ``model.duration_delay=1``. Users and items with fewer than 5
+30 minutes (``data.dwell_break_s``), capped at 10 minutes (``data.dwell_cap_s``), with
+``model.duration_delay=1``. Users and items with fewer than 5
 events are removed (iteratively). Repeated interactions with an item are common in e-commerce
 logs, so already-seen items stay rankable (``eval.exclude_history=false``).
 """

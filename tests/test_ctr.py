@@ -21,8 +21,7 @@ from durgru_jax.ctr.metrics import auc, ctr_metrics
 from durgru_jax.data.readers import DataFormatError
 
 _SHARED = Path(
-    os.environ.get("DURGRU_SHARED_DATA")
-    or Path(__file__).resolve().parents[2] / "shared" / "data"
+    os.environ.get("DURGRU_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
 )
 _TINY = _SHARED / "criteo-kaggle-tiny" / "train.tiny.csv"
 
