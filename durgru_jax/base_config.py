@@ -74,6 +74,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     m.tie_output = False  # score with the item embeddings (eq. 12 with W_0 tied)
     m.relevance = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
     m.reset_gate = False  # aGRU ablation: a learned reset gate instead of the paper's r_t = I
+    # alpha = duration_scale * sigmoid(z). 1.0 is eq. (9) as printed (an average event gets
+    # 0.5); 2.0 gives an average or unknown event exactly 1, so "none" is the case z = 0.
+    m.duration_scale = 2.0
     m.scan_unroll = 4  # lax.scan unroll factor (speed only; ~15% faster than 1 on CPU)
     m.init_bias_from_popularity = True  # output bias starts at log training popularity
     # 0: an event's duration is known when the next item is predicted (measured dwell);

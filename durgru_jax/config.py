@@ -46,6 +46,7 @@ class ModelConfig:
     init_bias_from_popularity: bool = True
     duration_delay: int = 0  # 1: an event's duration is known only after the next event
     reset_gate: bool = False  # aGRU ablation: learn a reset gate instead of r_t = I
+    duration_scale: float = 2.0  # alpha = scale * sigmoid(z); 1 is eq. (9) as printed
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS)

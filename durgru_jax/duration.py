@@ -13,6 +13,8 @@ average length.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,15 +64,18 @@ def fit_user_stats(
     return mean.astype(np.float32), np.where(ok, std, 1.0).astype(np.float32), ok
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("scale",))
 def duration_factor(
     value_BxT: jax.Array,
     valid_BxT: jax.Array,
     mean_B: jax.Array,
     std_B: jax.Array,
     ok_B: jax.Array,
+    scale: float = 1.0,
 ) -> jax.Array:
-    """Eq. (9): ``sigmoid((value - mean_u) / std_u)``, neutral 0.5 where undefined.
+    """Eq. (9): ``scale * sigmoid((value - mean_u) / std_u)``, neutral ``scale / 2`` where
+    undefined. ``scale=1`` is the paper's factor; ``scale=2`` makes an average-length (or
+    unknown) event's factor exactly 1, so ``duration_mode="none"`` is the special case z = 0.
 
     The user statistics may be given per row (``[B]``) or per step (``[B, T]``, for rows that
     pack several users).
@@ -80,4 +85,4 @@ def duration_factor(
     ok = valid_BxT & ok_B
     z = (value_BxT - mean_B) / jnp.where(ok, std_B, 1.0)
     z = jnp.where(ok, z, NEUTRAL_Z)
-    return jax.nn.sigmoid(z)
+    return scale * jax.nn.sigmoid(z)

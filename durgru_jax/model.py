@@ -114,7 +114,12 @@ def encode(
         alpha_BxT = jnp.ones(mask.shape, x_BxTxE.dtype)
     else:
         alpha_BxT = duration_factor(
-            batch["dur"], batch["dur_ok"], batch["dur_mean"], batch["dur_std"], batch["dur_user_ok"]
+            batch["dur"],
+            batch["dur_ok"],
+            batch["dur_mean"],
+            batch["dur_std"],
+            batch["dur_user_ok"],
+            scale=cfg.duration_scale,
         )
     p = params["cell"]
     b, h = mask.shape[0], cfg.hidden_dim
@@ -124,7 +129,8 @@ def encode(
     # derived from the next click), so the output of step t, which predicts t+1, comes from
     # a second pass of the cell with a neutral factor; the carried state uses the real one.
     delayed = cfg.duration_delay == 1 and mode != "none"
-    alphas = (alpha_BxT, jnp.full_like(alpha_BxT, 0.5)) if delayed else (alpha_BxT,)
+    neutral = jnp.full_like(alpha_BxT, 0.5 * cfg.duration_scale)
+    alphas = (alpha_BxT, neutral) if delayed else (alpha_BxT,)
     if cfg.cell == "gru":
         xs = tuple(a for al in alphas for a in (cells.gru_inputs(p, x_BxTxE, al, mode), al))
 

@@ -192,3 +192,18 @@ def test_prepare_fits_duration_statistics_on_training_events_only():
     np.testing.assert_array_equal(got.dur_mean, ref.dur_mean)
     np.testing.assert_array_equal(got.dur_std, ref.dur_std)
     np.testing.assert_array_equal(got.dur_user_ok, ref.dur_user_ok)
+
+
+def test_duration_scale_two_makes_an_average_or_unknown_event_exactly_one():
+    import jax.numpy as jnp
+
+    from durgru_jax.duration import duration_factor
+
+    value = jnp.array([[1.0, 3.0, 0.0]])
+    valid = jnp.array([[True, True, False]])
+    mean, std, ok = jnp.array([1.0]), jnp.array([2.0]), jnp.array([True])
+    a1 = duration_factor(value, valid, mean, std, ok)
+    a2 = duration_factor(value, valid, mean, std, ok, scale=2.0)
+    np.testing.assert_allclose(a2, 2.0 * a1)
+    assert float(a2[0, 0]) == 1.0 and float(a2[0, 2]) == 1.0  # z = 0 and unknown
+    assert float(a1[0, 0]) == 0.5

@@ -12,10 +12,11 @@ Formats (detected from the first line):
 written as 8 hex characters; an empty field is a missing value. LF or CRLF line ends; blank
 lines are ignored.
 
-Parsing is vectorised numpy on blocks of whole lines (``block_bytes``, 8 MiB by default): the
-separators of a block are found with one comparison, every field's bytes are gathered as one
-64-bit word, hex hashes and integers of up to 8 digits are decoded with SWAR bit arithmetic,
-so no per-row Python runs and memory stays bounded by the block size whatever the file size.
+Parsing is vectorised numpy on blocks of whole lines (``block_bytes``, 8 MiB by default),
+several blocks at once on worker threads: the separators of a block are found with one
+comparison, every field's bytes are gathered as one 64-bit word and integers of up to 8
+digits are decoded with SWAR bit arithmetic, so no per-row Python runs and memory stays
+bounded by the block size whatever the file size.
 A block that is not perfectly regular (a wrong field count, a non-integer, a label other than
 0/1, a control byte) is re-read line by line to name the first bad row:
 :class:`~durgru_jax.data.readers.DataFormatError` ``file:line: column 'I3': ...`` with
@@ -40,10 +41,10 @@ Preprocessing (:func:`prepare`) makes each impression 39 categorical tokens:
 
 Two passes, one over the text: pass 1 parses the text once, gives every distinct value a
 dense code per field with an incremental hash table (in order of first appearance), counts
-the codes and writes the ``int32`` codes of all rows to a temporary file, so the row count
-and split are known at its end; the counts of the validation and test rows (read back from
-the file) are then subtracted, leaving training counts, and pass 2 maps the codes to tokens
-through one table per field. Output, in a cache folder keyed by a
+the codes and writes the codes of all rows to a temporary file (each block's column in the
+narrowest of 1, 2 or 4 bytes), so the row count and split are known at its end; the counts
+of the validation and test rows (read back from the file) are then subtracted, leaving
+training counts, and pass 2 maps the codes to tokens through one table per field. Output, in a cache folder keyed by a
 hash of the preprocessing options and the source file's path, size and mtime (memory-mapped
 at training time):
 
@@ -61,6 +62,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import functools
 import hashlib
@@ -177,10 +181,6 @@ class BadRows:
         if len(self.examples) < self.max_examples:
             self.examples.append(str(err))
 
-    def merge(self, other: BadRows) -> None:
-        self.count += other.count
-        self.examples.extend(other.examples[: self.max_examples - len(self.examples)])
-
 
 # --------------------------------------------------------------------------------------
 # Format detection and block reading
@@ -214,18 +214,30 @@ def detect_layout(path: str | os.PathLike[str]) -> CriteoLayout:
             "contains NUL bytes: it is binary or UTF-16 encoded, expected ASCII text",
             line=line,
         )
-    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    sample = [line.rstrip(b"\r") for line in head.split(b"\n")[:-1] or [head]]
+    first_no = next(i for i, line in enumerate(sample) if line.strip())
+    first = sample[first_no]
     sep = b"\t" if b"\t" in first else b","
     cols = first.split(sep)
     first_field = cols[0].strip()
+    kind = "TAB" if sep == b"\t" else "comma"
+    counts = [len(line.split(sep)) for line in sample[first_no : first_no + 50] if line.strip()]
+    if all(c == 39 for c in counts) and all(_INT_RE.fullmatch(c) or not c for c in cols[:13]):
+        raise DataFormatError(
+            path,
+            f"has 39 {kind}-separated fields per line and no label: this looks like the "
+            "Kaggle test.txt, which has no labels; use train.txt",
+            line=first_no + 1,
+        )
     if first_field in (b"0", b"1"):  # no header: Kaggle train.txt
-        if len(cols) != 40:
-            kind = "TAB" if sep == b"\t" else "comma"
+        # A bad first row is reported by the parser like any other, unless no line of the
+        # sample has 40 fields (then the file is not in this format).
+        if 40 not in counts:
             raise DataFormatError(
                 path,
                 f"expected 40 {kind}-separated fields (Label, I1..I13, C1..C26) per line, "
                 f"found {len(cols)}",
-                line=1,
+                line=first_no + 1,
             )
         return CriteoLayout(
             path=os.fspath(path),
@@ -251,7 +263,7 @@ def detect_layout(path: str | os.PathLike[str]) -> CriteoLayout:
             "not a Criteo file: expected TAB-separated rows 'label I1..I13 C1..C26' "
             f"(train.txt) or a header naming Label, I1..I13, C1..C26; got {first[:80]!r}"
             + (f" (missing {missing[:5]})" if names else ""),
-            line=1,
+            line=first_no + 1,
         )
     pos = [lower.index(w) for w in wanted]
     return CriteoLayout(
@@ -263,25 +275,21 @@ def detect_layout(path: str | os.PathLike[str]) -> CriteoLayout:
         int_cols=tuple(pos[1:14]),
         cat_cols=tuple(pos[14:]),
         names=tuple(names),
-        header_lines=1,
+        header_lines=first_no + 1,
     )
 
 
-def _raw_blocks(path: str, block_bytes: int, skip_lines: int) -> Iterator[tuple[bytes, int]]:
-    """Yield ``(data, first_line)``: whole lines, each block ending with ``\\n``."""
-    line = 1
+def _raw_blocks(path: str, block_bytes: int, skip_lines: int) -> Iterator[tuple[bytes]]:
+    """Yield ``(data,)``: whole lines, each block ending with ``\\n``."""
     carry = b""
     with open(path, "rb", buffering=0) as f:
         for _ in range(skip_lines):
-            while True:
+            while b"\n" not in carry:
                 chunk = f.read(1 << 16)
                 if not chunk:
                     return
-                nl = chunk.find(b"\n")
-                if nl >= 0:
-                    carry = chunk[nl + 1 :]
-                    line += 1
-                    break
+                carry += chunk
+            carry = carry[carry.index(b"\n") + 1 :]
         while True:
             chunk = f.read(block_bytes)
             if not chunk:
@@ -292,11 +300,9 @@ def _raw_blocks(path: str, block_bytes: int, skip_lines: int) -> Iterator[tuple[
                 carry = data
                 continue
             carry = data[cut + 1 :]
-            block = data[: cut + 1]
-            yield block, line
-            line += block.count(b"\n")
+            yield (data[: cut + 1],)
     if carry:
-        yield carry + b"\n", line
+        yield (carry + b"\n",)
 
 
 def iter_blocks(
@@ -324,8 +330,15 @@ def iter_blocks(
     parse = functools.partial(_parse_block, layout=layout, on_bad_rows=on_bad_rows, post=_post)
     parsed = _ordered_map(parse, raw, workers) if workers > 0 else (parse(*r) for r in raw)
     seen_rows = False
-    for block, block_bad in parsed:
-        bad.merge(block_bad)
+    line = 1 + layout.header_lines  # of the current block's first line
+    for block, problems, n_lines in parsed:
+        for rel, column, detail in problems:
+            err = DataFormatError(layout.path, detail, line=line + rel, column=column)
+            if on_bad_rows == "error":
+                raise err
+            bad.add(err)
+        block.first_line = line
+        line += n_lines
         seen_rows = seen_rows or len(block.labels) > 0
         yield block
     if not seen_rows and bad.count == 0:
@@ -348,16 +361,18 @@ def _ordered_map(fn, items: Iterator[tuple], workers: int) -> Iterator:
                 fut.cancel()
 
 
-def _parse_block(data: bytes, first_line: int, layout: CriteoLayout, on_bad_rows: str, post):
-    bad = BadRows()
+def _parse_block(data: bytes, layout: CriteoLayout, on_bad_rows: str, post):
+    """``(block, problems, lines)``: the good rows, ``(line offset in the block, column,
+    detail)`` of each bad row (only the first with "error"), and the block's line count."""
     try:
         block = _parse_fast(data, layout)
+        problems, n_lines = [], len(block.labels)  # the fast path saw one row per line
     except _Anomaly:
-        block = _parse_slow(data, layout, first_line, on_bad_rows, bad)
-    block.first_line = first_line
+        block, problems = _parse_slow(data, layout, on_bad_rows)
+        n_lines = data.count(b"\n")
     if post is not None:
         post(block)
-    return block, bad
+    return block, problems, n_lines
 
 
 # --------------------------------------------------------------------------------------
@@ -382,30 +397,48 @@ def _parse_fast(data: bytes, layout: CriteoLayout) -> CriteoBlock:
         raise _Anomaly
     n = len(delim) // f
     dpos = delim.reshape(n, f) + 8
-    kinds = arr[dpos]
-    if not (kinds[:, -1] == 10).all() or not (kinds[:, :-1] == layout.sep).all():
+    # Exactly n newlines, each ending a row, and n (f - 1) separators: then every row has f
+    # fields and no other byte below 11 (a control byte) is anywhere in the block.
+    if (
+        np.count_nonzero(body == 10) != n
+        or np.count_nonzero(body == layout.sep) != n * (f - 1)
+        or not (arr[dpos[:, -1]] == 10).all()
+    ):
         raise _Anomaly
-    starts = np.empty_like(dpos)
-    starts[0, 0] = 8
-    starts[1:, 0] = dpos[:-1, -1] + 1
-    starts[:, 1:] = dpos[:, :-1] + 1
-    ends = dpos
+    row_start = np.empty(n, dpos.dtype)
+    row_start[0] = 8
+    row_start[1:] = dpos[:-1, -1] + 1
     cr = arr[dpos[:, -1] - 1] == 13
-    if cr.any():
-        ends = dpos.copy()
-        ends[:, -1] -= cr & (dpos[:, -1] > starts[:, -1])
+    cr &= dpos[:, -1] > np.where(f > 1, dpos[:, -2] + 1, row_start)
+    has_cr = bool(cr.any())
+
+    def bounds(cols):
+        """``(starts, ends)`` ``[n, len(cols)]`` of the fields at column positions ``cols``."""
+        sel = _cols(cols)
+        if isinstance(sel, slice) and sel.start > 0:
+            starts = dpos[:, sel.start - 1 : sel.stop - 1] + 1
+        elif isinstance(sel, slice):
+            starts = np.concatenate([row_start[:, None], dpos[:, : sel.stop - 1] + 1], axis=1)
+        else:
+            prev = np.concatenate([row_start[:, None], dpos[:, :-1] + 1], axis=1)
+            starts = prev[:, sel]
+        ends = dpos[:, sel]
+        if has_cr and f - 1 in cols:
+            ends = ends.copy()
+            ends[:, list(cols).index(f - 1)] -= cr
+        return starts, ends
+
     win = np.lib.stride_tricks.sliding_window_view(arr, 8)
 
     # Label: exactly one byte, '0' or '1'.
-    lc = layout.label_col
-    lab = arr[starts[:, lc]]
-    if not ((ends[:, lc] - starts[:, lc] == 1) & ((lab == 48) | (lab == 49))).all():
+    s_l, e_l = bounds((layout.label_col,))
+    lab = arr[s_l[:, 0]]
+    if not ((e_l[:, 0] - s_l[:, 0] == 1) & ((lab == 48) | (lab == 49))).all():
         raise _Anomaly
     labels = (lab - 48).astype(np.int8)
 
     # Integers: the 8 bytes ending at the field end, leading bytes replaced by '0'.
-    s_i = starts[:, _cols(layout.int_cols)]
-    e_i = ends[:, _cols(layout.int_cols)]
+    s_i, e_i = bounds(layout.int_cols)
     length = e_i - s_i
     ints_missing = length == 0
     neg = (length > 0) & (arr[s_i] == 45)
@@ -437,8 +470,8 @@ def _parse_fast(data: bytes, layout: CriteoLayout) -> CriteoBlock:
 
     # Categoricals: an 8-byte value is its own key (its bytes as a little-endian uint64);
     # any other length is hashed to 64 bits.
-    s_c = starts[:, _cols(layout.cat_cols)]
-    length = ends[:, _cols(layout.cat_cols)] - s_c
+    s_c, e_c = bounds(layout.cat_cols)
+    length = e_c - s_c
     cats_missing = length == 0
     cat_keys = win[s_c.ravel()].view("<u8").reshape(n, N_CAT)
     other = (length != 8) & ~cats_missing
@@ -492,11 +525,10 @@ def _show(value: bytes) -> str:
     return repr(value.decode("utf-8", "replace")[:40])
 
 
-def _parse_slow(
-    data: bytes, layout: CriteoLayout, first_line: int, on_bad_rows: str, bad: BadRows
-) -> CriteoBlock:
+def _parse_slow(data: bytes, layout: CriteoLayout, on_bad_rows: str):
+    """Check a block line by line; ``(block of the good rows, problems)``."""
     sep = bytes([layout.sep])
-    good = []
+    good, problems = [], []
     for i, line in enumerate(data.split(b"\n")[:-1]):
         if line.endswith(b"\r"):
             line = line[:-1]
@@ -504,23 +536,25 @@ def _parse_slow(
             continue
         problem = _check_line(line.split(sep), layout)
         if problem is not None:
-            column, detail = problem
-            err = DataFormatError(layout.path, detail, line=first_line + i, column=column)
+            problems.append((i, *problem))
             if on_bad_rows == "error":
-                raise err
-            bad.add(err)
+                break
             continue
         good.append(line)
-    if not good:
-        empty = np.zeros((0, N_INT), np.int64), np.zeros((0, N_INT), bool)
-        return CriteoBlock(
-            np.zeros(0, np.int8),
-            *empty,
-            np.zeros((0, N_CAT), np.uint64),
-            np.zeros((0, N_CAT), bool),
-            first_line,
-        )
-    return _parse_fast(b"\n".join(good) + b"\n", layout)
+    if not good or (problems and on_bad_rows == "error"):
+        return _empty_block(), problems
+    return _parse_fast(b"\n".join(good) + b"\n", layout), problems
+
+
+def _empty_block() -> CriteoBlock:
+    return CriteoBlock(
+        np.zeros(0, np.int8),
+        np.zeros((0, N_INT), np.int64),
+        np.zeros((0, N_INT), bool),
+        np.zeros((0, N_CAT), np.uint64),
+        np.zeros((0, N_CAT), bool),
+        0,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -529,16 +563,14 @@ def _parse_slow(
 
 
 def transform_ints(ints: np.ndarray, missing: np.ndarray, how: str = "sqlog") -> np.ndarray:
-    """Bucket keys of integer features: ``floor(ln(x)^2)`` for ``x > 2`` (``"sqlog"``)."""
+    """Bucket keys of integer features: ``floor(ln(x)^2)`` for ``x > 2`` (``"sqlog"``), the
+    value itself otherwise; ``"identity"``: every value is its own bucket."""
     if how == "identity":
         return ints
     if how != "sqlog":
         raise ValueError(f"int_transform must be one of {INT_TRANSFORMS}, got {how!r}")
-    big = ints > 2
-    out = ints.copy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out[big] = np.floor(np.log(ints[big].astype(np.float64)) ** 2).astype(np.int64)
-    return out
+    log = np.log(np.maximum(ints, 1).astype(np.float64))
+    return np.where(ints > 2, np.floor(log * log).astype(np.int64), ints)
 
 
 _MIX = 0x9E3779B97F4A7C15  # odd: multiplication by it is a bijection of uint64
@@ -573,44 +605,55 @@ def _block_keys(block: CriteoBlock, int_transform: str) -> None:
 
 
 class _Codes:
-    """Dense codes per field in order of first appearance, over a stream of blocks.
+    """Dense codes of ``uint64`` keys in order of first appearance, over a stream of blocks.
 
-    Uses pandas' incremental hash table (C speed, releases the GIL); a numpy/dict fallback
-    with identical codes covers pandas versions without it.
+    Uses pandas' hash table (C speed, releases the GIL) through ``get_labels`` with a fresh
+    vector of new values per block (pandas' own ``Factorizer`` copies all values seen so far
+    on every call, which is quadratic on a 10M-value field); a numpy/dict fallback with
+    identical codes covers pandas versions without it.
     """
 
-    def __init__(self, dtype, use_pandas: bool = True):
-        self.dtype = np.dtype(dtype)
-        self._fac = None
+    def __init__(self, use_pandas: bool = True):
+        self._table = None
         if use_pandas:
             try:
                 from pandas._libs import hashtable as ht
 
-                cls = {"uint64": ht.UInt64Factorizer, "int64": ht.Int64Factorizer}
-                self._fac = cls[self.dtype.name](1 << 10)
+                self._table = ht.UInt64HashTable(1 << 10)
+                self._vector = ht.UInt64Vector
             except (ImportError, AttributeError):  # pragma: no cover - other pandas versions
-                self._fac = None
+                self._table = None
         self._index: dict[int, int] = {}
+        self._new: list[np.ndarray] = []
+        self.size = 0
 
     def codes(self, keys: np.ndarray) -> np.ndarray:
         """``int64`` codes of ``keys`` (new keys get the next codes)."""
-        keys = np.ascontiguousarray(keys, self.dtype)
-        if self._fac is not None:
-            return self._fac.factorize(keys)
-        uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-        table = np.empty(len(uniq), np.int64)
-        for u in np.argsort(first, kind="stable"):
-            table[u] = self._index.setdefault(int(uniq[u]), len(self._index))
-        return table[inv.ravel()]
+        keys = np.ascontiguousarray(keys, np.uint64)
+        if self._table is not None:
+            new = self._vector()
+            labels = self._table.get_labels(keys, new, self.size, -1)
+            new = new.to_array()
+        else:
+            uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+            table = np.empty(len(uniq), np.int64)
+            fresh = []
+            for u in np.argsort(first, kind="stable"):
+                key = int(uniq[u])
+                if key not in self._index:
+                    self._index[key] = self.size + len(fresh)
+                    fresh.append(key)
+                table[u] = self._index[key]
+            labels = table[inv.ravel()]
+            new = np.array(fresh, np.uint64)
+        if len(new):
+            self._new.append(new)
+            self.size += len(new)
+        return labels
 
     def uniques(self) -> np.ndarray:
-        if self._fac is not None:
-            return np.asarray(self._fac.uniques.to_array(), self.dtype)
-        return np.fromiter(self._index, self.dtype, len(self._index))
-
-    @property
-    def size(self) -> int:
-        return self._fac.count if self._fac is not None else len(self._index)
+        """Every key seen, in code order."""
+        return np.concatenate(self._new) if self._new else np.zeros(0, np.uint64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -701,7 +744,8 @@ def prepare(
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        meta = _prepare_into(tmp, layout, options | {"workers": workers}, block_bytes, log)
+        with _heap_allocations():
+            meta = _prepare_into(tmp, layout, options | {"workers": workers}, block_bytes, log)
         meta["cache_key"] = key
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
@@ -715,17 +759,47 @@ def prepare(
     return load_prepared(final, from_cache=False)
 
 
+@contextlib.contextmanager
+def _heap_allocations():
+    """Serve the per-block temporaries (up to ~10 MB each) from the heap and keep freed
+    memory for the next block, instead of glibc's default of a fresh ``mmap`` per large
+    array, whose page faults cost about a quarter of the CPU time (measured: -40% system
+    time, -12% wall). glibc only; the defaults are restored afterwards."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        yield
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 1 << 30)
+    try:
+        yield
+    finally:
+        if ok:
+            mallopt(m_mmap_threshold, 128 << 10)
+            mallopt(m_trim_threshold, 128 << 10)
+            libc.malloc_trim(0)
+
+
 def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: int, log) -> dict:
+    store = _CodeStore(os.path.join(out, "codes.tmp"))
+    try:
+        return _prepare_passes(out, store, layout, options, block_bytes, log)
+    finally:
+        store.close()
+
+
+def _prepare_passes(out, store, layout, options, block_bytes, log) -> dict:
     t0 = time.perf_counter()
-    width = len(FIELDS)
     workers = int(options["workers"])
-    coders = [_Codes("uint64") for _ in range(width)]
     bad = BadRows()
+    width = len(FIELDS)
+    coders = [_Codes() for _ in range(width)]
+    counts = [np.zeros(1024, np.int64) for _ in range(width)]
     labels_parts = []
     n = 0
-    counts = [np.zeros(1024, np.int64) for _ in range(width)]
-    codes_path = os.path.join(out, "codes.tmp")
-    with open(codes_path, "wb") as codes_file:
+    with store:
         post = functools.partial(_block_keys, int_transform=options["int_transform"])
         blocks = iter_blocks(
             layout.path, options["on_bad_rows"], block_bytes, bad, layout, workers, post
@@ -744,8 +818,12 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
                     grown = np.zeros(max(2 * len(counts[j]), coders[j].size + 1), np.int64)
                     grown[: len(counts[j])] = counts[j]
                     counts[j] = grown
-                np.add.at(counts[j], codes_fxm[j], 1)
-            codes_file.write(np.ascontiguousarray(codes_fxm.T).data)
+                size = coders[j].size + 1
+                if size <= 2 * m:  # few distinct codes: a dense count is cheaper
+                    counts[j][:size] += np.bincount(codes_fxm[j], minlength=size)
+                else:
+                    np.add.at(counts[j], codes_fxm[j], 1)
+            store.append(codes_fxm)
             labels_parts.append(blk.labels)
             n += m
     t_pass1 = time.perf_counter() - t0
@@ -761,49 +839,43 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
     labels = np.concatenate(labels_parts) if labels_parts else np.zeros(0, np.int8)
     del labels_parts
 
-    # Every field's codes 0..size-1 live at offset[j] + code in one global code space, so
-    # counting and mapping are each one vectorised call per chunk.
-    sizes = np.array([cd.size + 1 for cd in coders], np.int64)  # +1: code 0 = missing
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    rows_per_chunk = max(1, (32 << 20) // (4 * width))
+    sizes = [cd.size + 1 for cd in coders]  # +1: code 0 = missing
     # Pass 1 counted every row; remove the validation and test rows (the last 20%).
-    for _, chunk in _read_code_chunks(codes_path, n_train, n, rows_per_chunk):
+    for row0, cols in store.blocks(n_train):
         for j in range(width):
-            np.subtract.at(counts[j], chunk[:, j], 1)
-    counts = np.concatenate([c[:s] for c, s in zip(counts, sizes, strict=True)])
-    table = np.full(len(counts), OOV, np.int32)
-    vocab_sizes, vocab = [], {}
+            np.subtract.at(counts[j], cols[j][max(n_train - row0, 0) :], 1)
+    counts = [c[:size] for c, size in zip(counts, sizes, strict=True)]
+    tables, vocab_sizes, vocab = [], [], {}
     for j, name in enumerate(FIELDS):
-        lo, hi = int(offsets[j]), int(offsets[j] + sizes[j])
-        kept = counts[lo + 1 : hi] >= options["min_count"]
-        table[lo] = MISSING
-        table[lo + 1 : hi][kept] = 2 + np.arange(int(kept.sum()), dtype=np.int32)
+        kept = counts[j][1:] >= options["min_count"]
+        table = np.full(sizes[j], OOV, np.int32)
+        table[MISSING] = MISSING
+        table[1:][kept] = 2 + np.arange(int(kept.sum()), dtype=np.int32)
+        tables.append(table)
         vocab_sizes.append(2 + int(kept.sum()))
         keys = _unmix(coders[j].uniques()[kept])
         vocab[name] = keys.view(np.int64) if j < N_INT else keys
     t_vocab = time.perf_counter() - t0 - t_pass1
 
     # Pass 2: codes -> tokens, written row-major after an .npy header.
+    def to_tokens(i):
+        _, cols = store.read(i)
+        tokens_fxm = np.empty((width, len(cols[0])), np.int32)
+        for j in range(width):
+            np.take(tables[j], cols[j], out=tokens_fxm[j])
+        return np.ascontiguousarray(tokens_fxm.T)
+
     with open(os.path.join(out, "tokens.npy"), "wb") as f:
         np.lib.format.write_array_header_1_0(
             f, {"descr": "<i4", "fortran_order": False, "shape": (n, width)}
         )
-        chunks = _read_code_chunks(codes_path, 0, n, rows_per_chunk)
-        small = len(table) < 2**31  # global codes fit int32: add in place, no int64 copy
-        off = offsets.astype(np.int32) if small else offsets
-
-        def to_tokens(lo, chunk):
-            if small:
-                chunk += off
-                return np.take(table, chunk)
-            return np.take(table, chunk + off)
-
+        items = ((i,) for i in range(store.n_blocks))
         mapped = (
-            _ordered_map(to_tokens, chunks, workers) if workers else (to_tokens(*c) for c in chunks)
+            _ordered_map(to_tokens, items, workers) if workers else (to_tokens(*i) for i in items)
         )
         for tokens in mapped:
             f.write(tokens.data)
-    os.remove(codes_path)
+    store.remove()
     np.save(os.path.join(out, "labels.npy"), labels)
     np.savez(os.path.join(out, "vocab.npz"), **vocab)
     t_total = time.perf_counter() - t0
@@ -822,8 +894,8 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
         "splits": bounds,
         "click_rate": click,
         "vocab_sizes": vocab_sizes,
-        "distinct_values_all_rows": [int(x) - 1 for x in sizes],
-        "train_missing_rate": [float(counts[o]) / max(n_train, 1) for o in offsets],
+        "distinct_values_all_rows": [size - 1 for size in sizes],
+        "train_missing_rate": [float(c[MISSING]) / max(n_train, 1) for c in counts],
         "n_bad_rows_skipped": bad.count,
         "bad_row_examples": bad.examples,
         "seconds": {
@@ -842,13 +914,67 @@ def _prepare_into(out: str, layout: CriteoLayout, options: dict, block_bytes: in
     return meta
 
 
-def _read_code_chunks(path: str, lo: int, hi: int, rows: int):
-    width = len(FIELDS)
-    with open(path, "rb") as f:
-        f.seek(lo * width * 4)
-        start = lo
-        while start < hi:
-            m = min(rows, hi - start)
-            chunk = np.fromfile(f, np.int32, m * width).reshape(m, width)
-            yield start, chunk
-            start += m
+class _CodeStore:
+    """The codes of every row in a temporary file, block after block: each block stores
+    each field's column in the narrowest unsigned type that holds that block's codes (1, 2 or
+    4 bytes; on Criteo about half the size of ``int32``), so writing and re-reading cost
+    less. Thread-safe reads (``os.pread``)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by __exit__ / remove
+        self._index: list[tuple[int, int, int, tuple]] = []  # row0, rows, offset, dtypes
+        self._rows = 0
+        self._offset = 0
+        self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+        if exc[0] is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+
+    def append(self, codes_fxm: np.ndarray) -> None:
+        m = codes_fxm.shape[1]
+        dtypes = []
+        for col in codes_fxm:
+            top = int(col.max())
+            dt = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint32
+            self._file.write(col.astype(dt).data)
+            dtypes.append(dt)
+        self._index.append((self._rows, m, self._offset, tuple(dtypes)))
+        self._rows += m
+        self._offset += m * sum(np.dtype(dt).itemsize for dt in dtypes)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self._index)
+
+    def read(self, i: int) -> tuple[int, list[np.ndarray]]:
+        """``(first row, per-field code columns)`` of block ``i``."""
+        row0, m, offset, dtypes = self._index[i]
+        nbytes = m * sum(np.dtype(dt).itemsize for dt in dtypes)
+        data = os.pread(self._fd, nbytes, offset)
+        cols, pos = [], 0
+        for dt in dtypes:
+            cols.append(np.frombuffer(data, dt, m, pos))
+            pos += m * np.dtype(dt).itemsize
+        return row0, cols
+
+    def blocks(self, from_row: int = 0):
+        """``(first row, columns)`` of every block holding a row at or after ``from_row``."""
+        for i, (row0, m, _, _) in enumerate(self._index):
+            if row0 + m > from_row:
+                yield self.read(i)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def remove(self) -> None:
+        self.close()
+        os.remove(self.path)

@@ -42,7 +42,13 @@ from durgru_jax.train import NonFiniteLossError, _eta, _Jsonl, _write_json, make
 
 
 def prepare_from_config(config) -> criteo.Prepared:
+    """`criteo.prepare` with ``config.data``; a missing file raises the dataset registry's
+    `DatasetNotFoundError`, which says where to get it and where to put it."""
     d = config.data
+    if not os.path.exists(d.path):
+        from durgru_jax.data import download
+
+        download.ensure_file("criteo", path=d.path, allow_download=False)
     return criteo.prepare(
         d.path,
         d.cache_dir,
@@ -110,7 +116,7 @@ def fit(
     def loss_fn(p, tokens, labels, key):
         loss = ctr_model.bce(logits_fn(p, tokens, key), labels)
         if l2:
-            loss = loss + l2 * sum(jnp.sum(x**2) for x in jax.tree.leaves(p))
+            loss = loss + l2 * sum(jnp.sum(x**2) for x in jax.tree.leaves(p) if x.ndim)
         return loss
 
     @jax.jit
@@ -127,7 +133,8 @@ def fit(
     total = steps_per_epoch * epochs if not max_steps else min(max_steps, steps_per_epoch * epochs)
     opt_state = tx.init(params)
     # Compile before the clock starts, so events/s measures training, not XLA.
-    example = _batch(prepared, np.resize(np.arange(train_rows.start, train_rows.stop), batch_size))
+    first = np.arange(train_rows.start, min(train_rows.stop, train_rows.start + batch_size))
+    example = _batch(prepared, np.resize(first, batch_size))
     t_compile = time.time()
     step_fn = step_fn.lower(params, opt_state, jnp.int32(0), *example).compile()
     compile_seconds = time.time() - t_compile
