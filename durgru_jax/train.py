@@ -210,9 +210,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
     logging.info("data: %s", json.dumps(_jsonable(p.info)))
     if not p.has_durations and config.model.duration_mode != "none":
         logging.warning(
-            "the data has no durations (source: %s): every duration factor is neutral (0.5), "
-            "so duration_mode=%s only rescales the input by a constant",
+            "the data has no durations (source: %s): every duration factor is neutral "
+            "(%g), so duration_mode=%s cannot use durations here",
             p.info.get("duration_source"),
+            0.5 * float(config.model.duration_scale),
             config.model.duration_mode,
         )
     rating_head = p.has_ratings and float(config.loss.rating_weight) > 0

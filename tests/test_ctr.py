@@ -143,6 +143,7 @@ _GOOD = "\t".join(_ROWS[1])
         ("2" + _GOOD[1:], "column 'Label': label must be 0 or 1, got '2'"),
         ("\t" + _GOOD[2:], "column 'Label': label must be 0 or 1, got ''"),
         (_GOOD.replace("f0cf0024", "f0cf\x0124"), "column 'C2': control byte 0x01"),
+        (_GOOD.replace("\t44\t", "\t4\u00e9\t", 1), "column 'I3': not an integer: '4\u00e9'"),
     ],
 )
 def test_bad_row_names_file_line_and_column(tmp_path, bad_line, where):
@@ -168,6 +169,19 @@ def test_bad_rows_skipped_and_counted(tmp_path):
     assert len(out.meta["bad_row_examples"]) == 2
 
 
+def test_bad_first_row_and_leading_blank_lines(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text("\n" + _tsv([_ROWS[0][:-1]] + _ROWS))  # blank, then a 39-field row
+    with pytest.raises(DataFormatError, match=r"train.txt:2: expected 40 fields, found 39"):
+        _read(path)
+    bad = criteo.BadRows()
+    assert len(_read(path, on_bad_rows="skip", bad=bad)["labels"]) == 3 and bad.count == 1
+    csv = tmp_path / "train.csv"
+    csv.write_text("\n\n" + _tsv(_ROWS, sep=",", header=True, ids=True))
+    assert criteo.detect_layout(csv).header_lines == 3
+    _check_fixture(_read(csv))
+
+
 def test_unreadable_files(tmp_path):
     cases = {
         "empty.txt": (b"", "is empty"),
@@ -178,6 +192,7 @@ def test_unreadable_files(tmp_path):
         "no_c26.csv": (("Label," + ",".join(criteo.FIELDS[:-1]) + "\n").encode(), "'c26'"),
         "other.csv": (b"user,item,timestamp\n1,2,3\n", "not a Criteo file"),
         "short.txt": (b"0\t1\t2\n", "expected 40 TAB-separated fields"),
+        "test.txt": (_tsv([r[1:] for r in _ROWS]).encode(), "Kaggle test.txt"),
     }
     for name, (data, message) in cases.items():
         path = tmp_path / name
@@ -246,7 +261,7 @@ def test_vocab_min_count_on_training_rows_only_and_temporal_split(tmp_path):
 
 def test_codes_fallback_matches_pandas_hash_table():
     rng = np.random.default_rng(0)
-    a, b = criteo._Codes("uint64"), criteo._Codes("uint64", use_pandas=False)
+    a, b = criteo._Codes(), criteo._Codes(use_pandas=False)
     for _ in range(3):
         keys = rng.integers(0, 50, 200).astype(np.uint64) * np.uint64(2**40)
         np.testing.assert_array_equal(a.codes(keys), b.codes(keys))
@@ -385,6 +400,15 @@ def test_end_to_end_on_a_generated_file(tmp_path):
     lines = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
     assert any("valid/auc" in r for r in lines) and lines[-1].get("final")
     assert (work / "params_best.npz").exists()
+
+
+def test_missing_file_says_where_to_get_it(tmp_path):
+    from durgru_jax.ctr import train as ctr_train
+    from durgru_jax.data.download import DatasetNotFoundError
+
+    config = _small_config(tmp_path / "criteo" / "train.txt", tmp_path / "cache")
+    with pytest.raises(DatasetNotFoundError, match="extract train.txt"):
+        ctr_train.prepare_from_config(config)
 
 
 def test_configs():
