@@ -402,6 +402,22 @@ def test_end_to_end_on_a_generated_file(tmp_path):
     assert (work / "params_best.npz").exists()
 
 
+def test_preprocessing_benchmark_on_a_small_generated_file(tmp_path):
+    from durgru_jax.ctr import bench
+
+    c = _criteo_config_module().get_config("bench")
+    c.bench.rows = 3000
+    c.data.min_count = 2
+    out = bench.run(c, str(tmp_path))
+    saved = json.loads((tmp_path / "criteo_bench.json").read_text())
+    assert saved["rows"] == out["rows"] == 3000 and saved["prepare"]["rows"] == 3000
+    assert saved["peak_rss_gib"] > 0 and saved["prepare"]["peak_rss_bytes"] > 0
+    assert saved["cached"]["from_cache"] and not saved["prepare"]["from_cache"]
+    assert saved["rows_per_second"] > 0 and "rows_per_second_met" in saved["targets"]
+    assert not (tmp_path / "criteo_bench.txt").exists()  # keep_file=False
+    assert not (tmp_path / "criteo_bench_cache").exists()
+
+
 def test_missing_file_says_where_to_get_it(tmp_path):
     from durgru_jax.ctr import train as ctr_train
     from durgru_jax.data.download import DatasetNotFoundError

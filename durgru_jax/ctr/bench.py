@@ -27,7 +27,6 @@ import time
 from absl import logging
 
 from durgru_jax.ctr import synthetic
-from durgru_jax.train import _write_json
 
 TARGET_ROWS_PER_S = 500_000
 TARGET_PEAK_RSS = 4 * 1024**3
@@ -88,6 +87,8 @@ def measure(path: str, cache_dir: str, options: dict) -> dict:
 
 
 def run(config, workdir: str) -> dict:
+    from durgru_jax.train import _write_json  # jax: not needed by the measured subprocess
+
     b, d = config.bench, config.data
     os.makedirs(workdir, exist_ok=True)
     rows = int(b.rows)
