@@ -2,7 +2,8 @@
 
 ``python launch.py --config configs/ml100k.py --workdir runs/ml100k --config.data.path=u.data``
 
-Same protocol and duration choice as ``configs/ml1m.py`` (see there), smaller model.
+Same protocol, model and duration choice as ``configs/ml1m.py`` (see there); smaller batches
+and more epochs for a tenth of the data.
 """
 
 from durgru_jax.base_config import get_movielens_config
