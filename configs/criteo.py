@@ -22,6 +22,8 @@ Variants (``--config configs/criteo.py:VARIANT``):
 
 import ml_collections
 
+from durgru_jax.base_config import get_optim_config
+
 
 def get_config(variant: str = "default"):
     c = ml_collections.ConfigDict()
@@ -50,13 +52,7 @@ def get_config(variant: str = "default"):
     m.field_context = True  # aGRU: the field index is the input context (39 input matrices)
     m.scan_unroll = 1  # lax.scan unroll factor (speed only)
 
-    c.optim = o = ml_collections.ConfigDict()  # durgru_jax.train.make_optimizer
-    o.name = "adam"  # "adam" | "adamw" | "sgd" | "adagrad"
-    o.learning_rate = 1e-3  # peak learning rate
-    o.schedule = "constant"  # "constant" | "cosine" | "linear" decay after warm-up
-    o.warmup_steps = 0  # linear warm-up steps
-    o.weight_decay = 0.0  # adamw only
-    o.clip_norm = 1.0  # global gradient-norm clipping (0: off)
+    c.optim = get_optim_config()  # the shared optimiser group (adam, lr 1e-3, clip 1.0)
 
     c.train = t = ml_collections.ConfigDict()
     t.batch_size = 1024  # impressions per step

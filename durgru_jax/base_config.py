@@ -5,6 +5,18 @@ from __future__ import annotations
 import ml_collections
 
 
+def get_optim_config() -> ml_collections.ConfigDict:
+    """The ``config.optim`` group (read by ``durgru_jax.train.make_optimizer``)."""
+    o = ml_collections.ConfigDict()
+    o.name = "adam"  # "adam" | "adamw" | "sgd" | "adagrad"
+    o.learning_rate = 1e-3  # peak learning rate
+    o.schedule = "constant"  # "constant" | "cosine" | "linear" decay after warm-up
+    o.warmup_steps = 0  # linear warm-up steps
+    o.weight_decay = 0.0  # adamw only
+    o.clip_norm = 1.0  # global gradient-norm clipping (0: off)
+    return o
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds parameters, data order, dropout and negative sampling
@@ -93,13 +105,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     l.aux_sampler = "uniform"  # "uniform" | "popularity"
     l.rating_weight = 0.0  # > 0 adds the next-item rating MSE (data with ratings)
 
-    c.optim = o = ml_collections.ConfigDict()
-    o.name = "adam"  # "adam" | "adamw" | "sgd" | "adagrad"
-    o.learning_rate = 1e-3  # peak learning rate
-    o.schedule = "constant"  # "constant" | "cosine" | "linear" decay after warm-up
-    o.warmup_steps = 0  # linear warm-up steps
-    o.weight_decay = 0.0  # adamw only
-    o.clip_norm = 1.0  # global gradient-norm clipping (0: off)
+    c.optim = get_optim_config()
 
     c.train = t = ml_collections.ConfigDict()
     t.batch_size = 128  # sequences (windows) per step

@@ -78,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
-from durgru_jax.data.readers import DataFormatError
+from durgru_jax.data.readers import DataFormatError, check_text_head
 
 __all__ = [
     "CAT_FIELDS",
@@ -201,19 +201,7 @@ def detect_layout(path: str | os.PathLike[str]) -> CriteoLayout:
         raise DataFormatError(path, "is a directory, expected a file")
     with open(file, "rb") as f:
         head = f.read(1 << 16)
-    if not head.strip():
-        raise DataFormatError(path, "is empty")
-    if head[:2] == b"\x1f\x8b":
-        raise DataFormatError(path, "is gzip-compressed; decompress it first (gunzip)")
-    if head[:3] == b"BZh" or head[:6] == b"7z\xbc\xaf\x27\x1c" or head[:4] == b"PK\x03\x04":
-        raise DataFormatError(path, "is a compressed archive; extract train.txt first")
-    if b"\x00" in head:
-        line = head.count(b"\n", 0, head.index(b"\x00")) + 1
-        raise DataFormatError(
-            path,
-            "contains NUL bytes: it is binary or UTF-16 encoded, expected ASCII text",
-            line=line,
-        )
+    check_text_head(path, head, member="train.txt")
     sample = [line.rstrip(b"\r") for line in head.split(b"\n")[:-1] or [head]]
     first_no = next(i for i, line in enumerate(sample) if line.strip())
     first = sample[first_no]

@@ -318,18 +318,27 @@ def _read_bytes(path: str | os.PathLike[str], hint: str) -> bytes:
     if file.is_dir():
         raise DataFormatError(path, "is a directory, expected a file")
     data = file.read_bytes()
-    if not data.strip():
+    check_text_head(path, data)
+    return data
+
+
+def check_text_head(path: str | os.PathLike[str], head: bytes, member: str = "the file") -> None:
+    """Clear errors for what is not a text table: empty, compressed, archived or binary
+    (NUL bytes, e.g. UTF-16). ``head`` is the file's start (or all of it); ``member`` names
+    what to extract from an archive."""
+    if not head.strip():
         raise DataFormatError(path, "is empty")
-    if data[:2] == b"\x1f\x8b":
-        raise DataFormatError(path, "is gzip-compressed; decompress it first")
-    if b"\x00" in data:
-        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+    if head[:2] == b"\x1f\x8b":
+        raise DataFormatError(path, "is gzip-compressed; decompress it first (gunzip)")
+    if head[:3] == b"BZh" or head[:6] == b"7z\xbc\xaf\x27\x1c" or head[:4] == b"PK\x03\x04":
+        raise DataFormatError(path, f"is a compressed archive; extract {member} first")
+    if b"\x00" in head:
+        line = head.count(b"\n", 0, head.index(b"\x00")) + 1
         raise DataFormatError(
             path,
             "contains NUL bytes: it is binary or UTF-16 encoded, expected ASCII/UTF-8 text",
             line=line,
         )
-    return data
 
 
 def _decode_utf8(path: str | os.PathLike[str], data: bytes) -> str:
