@@ -16,7 +16,16 @@ VARIANTS = {
     "ml100k": ("default", "gru4rec", "rating"),
     "yoochoose": ("clicks", "prepared"),
     "bench": ("ml1m", "large", "data"),
-    "ablations": ("full", "no_duration", "gru", "reset_gate", "shuffled_durations"),
+    "ablations": (
+        "full",
+        "no_duration",
+        "gru",
+        "reset_gate",
+        "shuffled_durations",
+        "aux_w0.2",
+        "yoochoose",
+        "ml100k,no_aux",
+    ),
 }
 RECSYS = (
     "default",
@@ -60,3 +69,19 @@ def test_recsys_configs_build_typed_configs(name):
 def test_unknown_variant_is_an_error():
     with pytest.raises(ValueError, match="variant"):
         _load("ml1m").get_config("nope")
+
+
+def test_ablation_sweep_declares_each_variant_per_dataset():
+    from durgru_jax import sweep
+
+    module = _load("ablations")
+    synthetic = sweep.expand(lambda add: module.sweep(add, ""))
+    assert len(synthetic) == len(module.VARIANTS) * len(module.SEEDS)
+    ml100k = sweep.expand(lambda add: module.sweep(add, "ml100k"))
+    # No durations in MovieLens: the duration ablations would equal no_duration exactly.
+    assert len(ml100k) == (len(module.VARIANTS) - len(module.DURATION_VARIANTS)) * 3
+    assert not any(r.get("data.shuffle_durations") for r in ml100k)
+    c = module.get_config("yoochoose,no_aux")
+    assert c.loss.aux_weight == 0.0 and c.data.source == "yoochoose_prepared"
+    with pytest.raises(ValueError, match="unknown ablation argument"):
+        module.get_config("nope")
