@@ -54,7 +54,19 @@ def _slug(spec: str) -> str:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains ``config`` in ``workdir`` and each ``config.compare`` variant in
-    ``workdir/compare/<variant>``; the variants' metrics join ``results.json``."""
+    ``workdir/compare/<variant>``; the variants' metrics join ``results.json``.
+
+    ``config.task`` "baseline" / "ctr" hand the config to those runners instead (so a sweep
+    can mix the model with baselines, as ``configs/paper001.py`` does)."""
+    task = config.get("task", "")
+    if task == "baseline":
+        from durgru_jax.baselines import run as baselines
+
+        return baselines.run(config, workdir)
+    if task == "ctr":
+        from durgru_jax import ctr
+
+        return ctr.run(config, workdir)
     results = train_and_evaluate(config, workdir)
     specs = tuple(config.get("compare", ()))
     if not specs:
