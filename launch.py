@@ -7,7 +7,7 @@ Overrides: ``--config.model.duration_mode=none``; config variants:
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from durgru_jax import runner
+from durgru_jax import parallel, runner
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True
@@ -16,7 +16,29 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (resumes if it ho
 _SWEEP = flags.DEFINE_bool(
     "sweep", False, "Run the sweep(add) declared in the config file, one sub-directory per run."
 )
-flags.mark_flags_as_required(["config", "workdir"])
+_SWEEP_VECTORIZE = flags.DEFINE_bool(
+    "sweep_vectorize", True, "--sweep: train runs differing only in seed / learning rate as one."
+)
+_SWEEP_MAX_VMAP = flags.DEFINE_integer("sweep_max_vmap", 8, "--sweep: most runs in one step.")
+_REPORT = flags.DEFINE_string(
+    "report", None, "Write DIR/report.md and figures from the sweep(s) in DIR; no training."
+)
+_REPORT_BASELINE = flags.DEFINE_string(
+    "report_baseline", None, "--report: the reference group (default: the first declared)."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Multi-host: jax.distributed.initialize() detecting the cluster."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "Multi-host: host:port of process 0 (with the two below)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "Multi-host: this process, 0-based.")
+flags.register_multi_flags_validator(
+    ["config", "workdir", "report"],
+    lambda f: f["report"] is not None or (f["config"] is not None and f["workdir"] is not None),
+    message="--config and --workdir are required (unless --report DIR is given)",
+)
 
 
 class _DropLibraryChatter:
@@ -29,8 +51,17 @@ class _DropLibraryChatter:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Before anything touches a device; each process then trains with train.data_parallel=0.
+    parallel.initialize_distributed(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value
+    )
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
+    if _REPORT.value is not None:
+        from durgru_jax import report
+
+        report.write_report(_REPORT.value, baseline=_REPORT_BASELINE.value)
+        return
     config = _CONFIG.value
     if config.get("task", "") == "baseline":
         from durgru_jax.baselines import run as baselines
@@ -39,12 +70,24 @@ def main(argv):
     elif config.get("task", "") == "ctr":
         from durgru_jax import ctr
 
-        ctr.run(config, _WORKDIR.value)
+        if _SWEEP.value:  # a CTR sweep trains each run with the CTR task
+            from durgru_jax import sweep
+
+            path = config_flags.get_config_filename(flags.FLAGS["config"])
+            sweep.run_sweep(config, path, _WORKDIR.value, train_fn=ctr.run)
+        else:
+            ctr.run(config, _WORKDIR.value)
     elif _SWEEP.value:
         from durgru_jax import sweep
 
         path = config_flags.get_config_filename(flags.FLAGS["config"])
-        sweep.run_sweep(config, path, _WORKDIR.value)
+        sweep.run_sweep(
+            config,
+            path,
+            _WORKDIR.value,
+            vectorize=_SWEEP_VECTORIZE.value,
+            max_vmap=_SWEEP_MAX_VMAP.value,
+        )
     elif config.get("bench", False):
         from durgru_jax import bench
 

@@ -78,7 +78,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     d.gap_buckets = 4  # time-gap transfer-context buckets (0: off)
 
     c.model = m = ml_collections.ConfigDict()
-    m.cell = "agru"  # "agru" (eq. 6-8) | "gru" (eq. 10-11)
+    m.cell = "agru"  # "agru" (eq. 6-8) | "gru" (eq. 10-11) | "sasrec" | "adpr" (attention.py)
     m.duration_mode = "input"  # "none" | "input" (paper, eq. 10) | "gate" (AUGRU-style)
     m.embed_dim = 64  # item embedding size (the paper's k)
     m.hidden_dim = 100  # hidden state size
@@ -95,15 +95,23 @@ def get_base_config() -> ml_collections.ConfigDict:
     # 1: only after the next event (dwell derived from the next click's time): the prediction
     # made at event t then uses a neutral factor for t, so the next click's time never leaks.
     m.duration_delay = 0
+    m.n_layers = 2  # sasrec: self-attention blocks
+    m.n_heads = 1  # sasrec: attention heads (must divide hidden_dim)
+    # sasrec's positional table size (model.max_len) is not set here: like the catalogue size
+    # it is filled in from the data, = data.max_len. Attention cells need duration_mode=none.
+    # "bfloat16": the train step computes in bf16 from f32 master weights (logsumexp and
+    # losses stay f32, gradients are f32); meant for GPUs/TPUs, slow on CPU. Evaluation is f32.
+    m.compute_dtype = "float32"
 
     c.loss = l = ml_collections.ConfigDict()
-    l.target = "full"  # "full": softmax over all items (NLL) | "sampled" (log-Q corrected)
+    l.target = "full"  # "full": softmax over all items (NLL) | "sampled" (log-Q) | "bpr_max"
     l.n_sampled = 1024  # target="sampled": shared negatives per batch
     l.sampler = "popularity"  # target="sampled": "uniform" | "popularity"
     l.aux_weight = 0.5  # alpha of eq. (14); 0 switches the auxiliary loss off
     l.aux_negatives = 1  # negatives per step for the auxiliary loss, eq. (13)
     l.aux_sampler = "uniform"  # "uniform" | "popularity"
     l.rating_weight = 0.0  # > 0 adds the next-item rating MSE (data with ratings)
+    l.bpreg = 1.0  # target="bpr_max": weight of its score regulariser sum_j s_j r_j^2
 
     c.optim = get_optim_config()
 
@@ -115,7 +123,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     t.select_metric = "valid/ndcg@10"  # model selection metric (validation only)
     t.log_every = 50  # steps between progress lines / metrics.jsonl records
     t.eval_every_epochs = 1  # validation every this many epochs
+    # also validate every this many optimizer steps (and at step 0), appended to metrics.jsonl
+    # for metric-vs-iteration curves (0: off); selection and early stopping stay at epoch ends
+    t.eval_every_steps = 0
     t.time_budget_s = 0.0  # stop training after this many seconds (0: no limit)
+    # Devices (durgru_jax/parallel.py): a (data_parallel x model_parallel) mesh. Batches are
+    # split over data_parallel devices (0: all devices not used by model_parallel; batch_size
+    # is padded with empty rows to a multiple of it); model_parallel > 1 splits the item
+    # tables along the item axis. 1 x 1 is the plain one-device path.
+    t.data_parallel = 1
+    t.model_parallel = 1
 
     c.eval = e = ml_collections.ConfigDict()
     e.ks = (5, 10, 20)  # cutoffs of every ranking metric
@@ -123,6 +140,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     e.batch_size = 512  # users per evaluation chunk
     e.item_chunk = 65536  # items scored at once (memory: batch_size x item_chunk floats)
     e.unknown_targets = "miss"  # targets never seen in training: "miss" | "drop"
+    # also paper 001's top-N protocol: one list per user (from its earliest held-out example)
+    # against the set of items of its held-out period: topn_precision/recall/coverage@K
+    e.user_topn = False
 
     # Extra runs trained beside this one, each "key=value[,key=value]" of overrides; their
     # metrics are stored under "comparisons" in results.json.

@@ -1,12 +1,18 @@
 """Speed benchmark of the real train step and the real full-ranking evaluation.
 
-``python launch.py --config configs/bench.py --workdir W`` writes ``W/bench.json``.
+``python launch.py --config configs/bench.py --workdir W`` writes ``W/bench.json``
+(``configs/bench.py:large``: a 1M-item catalogue with the sampled softmax).
 
 The inputs are random but have the shapes of the workload (by default MovieLens-1M: 3,706
 items, sequences up to 200 events, hidden size 100, batch 256, 6,040 users to rank); the code
 measured is exactly the code a run uses (`train.make_train_step`, `train.evaluate`). The
 matmul peak is measured in the same process, so the achieved FLOP/s of the train step can be
 read against what this machine does on a large dense f32 matmul.
+
+Recorded besides speed: compile time of each jitted function, peak host memory (after
+training and at the end), device memory (``memory_stats()`` of the first local device: its
+peak bytes in use on a GPU; the CPU backend reports none, recorded as null), and the memory
+bounds of the loss and of the ranking (the largest score block held at once).
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import time
 
 import jax
@@ -23,8 +28,14 @@ import numpy as np
 from absl import logging
 
 from durgru_jax import model as model_lib
+from durgru_jax import train as train_lib
 from durgru_jax.config import from_config
+from durgru_jax.ctr.bench import peak_rss_bytes
+from durgru_jax.data import dataset as ds
+from durgru_jax.metrics import rank_and_topk
 from durgru_jax.train import evaluate, make_optimizer, make_train_step
+
+F32_BYTES = 4
 
 
 def _random_batch(rng, b, t, n_items, n_in, n_tr, lengths):
@@ -48,6 +59,23 @@ def _random_batch(rng, b, t, n_items, n_in, n_tr, lengths):
     }
 
 
+def eval_examples(rng, n_users, t, n_items, n_in, n_tr) -> dict[str, np.ndarray]:
+    """Random evaluation examples in the layout of `dataset.eval_examples`: inputs of 2 to
+    ``t`` events (uniform), the inputs as the exclusion history, a random target."""
+    ev = _random_batch(rng, n_users, t, n_items, n_in, n_tr, rng.integers(2, t + 1, n_users))
+    hist_len = ev["mask"].sum(1)
+    examples = {k: ev[k] for k in ev if k not in ("targets", "rating_target", "rating_ok")}
+    examples.update(
+        target=rng.integers(1, n_items + 1, n_users).astype(np.int32),
+        target_rating=np.zeros(n_users, np.float32),
+        target_rating_ok=np.zeros(n_users, bool),
+        user=np.arange(n_users),
+        hist_offsets=np.concatenate([[0], np.cumsum(hist_len)]),
+        hist_items=ev["items"][ev["mask"]],
+    )
+    return examples
+
+
 def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
     """Best-of-``repeats`` f32 FLOP/s of an ``n x n @ n x n`` matmul on the default device."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
@@ -59,6 +87,61 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
         f(a, a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
+
+
+def device_memory() -> dict | None:
+    """``memory_stats()`` of the first local device (bytes in use, peak, limit), or None where
+    the backend keeps no statistics (the CPU backend)."""
+    stats = jax.local_devices()[0].memory_stats()
+    if not stats:
+        return None
+    keys = ("bytes_in_use", "peak_bytes_in_use", "bytes_limit", "largest_alloc_size")
+    return {k: int(stats[k]) for k in keys if k in stats}
+
+
+def matmul_flops(fn, *args) -> float:
+    """FLOPs of the matrix products that ``fn(*args)`` performs, from its jaxpr: ``2 x M x N x
+    K`` per ``dot_general``, a scan body counted once per iteration.
+
+    XLA's cost analysis counts a loop body once, whatever its trip count, so it misses all but
+    one step of the recurrence and of the chunked softmax; elementwise work is left out here,
+    so the figure compares with a matmul peak.
+    """
+    from jax.extend import core as jcore
+
+    def count(jaxpr) -> float:
+        total = 0.0
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                (contract, _), _ = eqn.params["dimension_numbers"]
+                lhs = eqn.invars[0].aval.shape
+                total += (
+                    2.0 * np.prod([lhs[d] for d in contract]) * np.prod(eqn.outvars[0].aval.shape)
+                )
+            times = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+            for sub in jcore.jaxprs_in_params(eqn.params):
+                total += times * count(sub)
+        return total
+
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def _memory_analysis(compiled) -> dict | None:
+    """XLA's buffer plan of a compiled function (bytes): arguments, outputs, temporaries."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return None
+    if m is None:
+        return None
+    names = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    return {k: int(getattr(m, k)) for k in names if hasattr(m, k)}
+
+
+def _compile_seconds(jitted, *args, **kwargs) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args, **kwargs).compile()
+    return time.perf_counter() - t0, compiled
 
 
 def run(config, workdir: str) -> dict:
@@ -89,12 +172,13 @@ def run(config, workdir: str) -> dict:
         "step": jnp.asarray(0, jnp.int32),
         "finite": jnp.asarray(True),
     }
-    t0 = time.perf_counter()
-    compiled = step.lower(state, batches[0]).compile()
-    compile_s = time.perf_counter() - t0
+    compile_s, compiled = _compile_seconds(step, state, batches[0])
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    step_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    step_memory = _memory_analysis(compiled)
+    step_flops = matmul_flops(step, state, batches[0])
+    step = compiled  # the executable just compiled (calling the jitted function would again)
     state, _ = step(state, batches[0])  # warm-up
     jax.block_until_ready(state)
     n_events = 0
@@ -106,26 +190,48 @@ def run(config, workdir: str) -> dict:
     jax.block_until_ready(state)
     train_s = time.perf_counter() - t0
     step_s = train_s / int(b.train_steps)
+    rss_after_train = peak_rss_bytes()
+    device_after_train = device_memory()
 
-    # Full-ranking evaluation of n_eval_users users, each with a history of max_len events.
+    # Full-ranking evaluation of n_eval_users users, each with a history of 2..max_len events.
     ne = int(b.n_eval_users)
-    ev = _random_batch(rng, ne, t, n_items, n_in, n_tr, rng.integers(2, t + 1, ne))
-    hist_len = ev["mask"].sum(1)
-    examples = {k: ev[k] for k in ev if k not in ("targets", "rating_target", "rating_ok")}
-    examples.update(
-        target=rng.integers(1, n_items + 1, ne).astype(np.int32),
-        target_rating=np.zeros(ne, np.float32),
-        target_rating_ok=np.zeros(ne, bool),
-        user=np.arange(ne),
-        hist_offsets=np.concatenate([[0], np.cumsum(hist_len)]),
-        hist_items=ev["items"][ev["mask"]],
+    examples = eval_examples(rng, ne, t, n_items, n_in, n_tr)
+    params = state["params"]
+    eb = rc.eval.batch_size
+    item_chunk = min(rc.eval.item_chunk, n_items + 1)
+    # Compile time of the two jitted evaluation functions, on one full-width batch.
+    batch0, hist0, _ = next(ds.iterate_eval_batches(examples, eb))
+    fwd_compile_s, _ = _compile_seconds(train_lib._eval_forward, params, rc.model, batch0)
+    v, c = model_lib.score_factors(params, rc.model)
+    u0 = jnp.zeros((eb, v.shape[0]), v.dtype)
+    rank_compile_s, _ = _compile_seconds(
+        rank_and_topk,
+        u0,
+        v,
+        c,
+        jnp.asarray(batch0["target"]),
+        jnp.asarray(hist0),
+        n_items=n_items,
+        kmax=max(rc.eval.ks),
+        item_chunk=item_chunk,
+        exclude_history=rc.eval.exclude_history,
     )
-    evaluate(state["params"], rc, examples, n_items, "bench")  # compile
     t0 = time.perf_counter()
-    evaluate(state["params"], rc, examples, n_items, "bench")
-    eval_s = time.perf_counter() - t0
+    evaluate(params, rc, examples, n_items, "bench")  # compiles every batch shape
+    eval_first_s = time.perf_counter() - t0
+    eval_times = []
+    for _ in range(int(b.eval_repeats)):
+        t0 = time.perf_counter()
+        evaluate(params, rc, examples, n_items, "bench")
+        eval_times.append(time.perf_counter() - t0)
+    eval_s = float(np.median(eval_times))
 
     peak = matmul_peak_flops(int(b.matmul_n))
+    if rc.loss.target == "full":  # rows of the fused softmax held at once
+        rows = min(max(8, model_lib._SOFTMAX_CHUNK_ELEMENTS // (n_items + 1) // 8 * 8), bs * t)
+        loss_block = rows * (n_items + 1)
+    else:  # B*T rows against the positive, the B in-batch and the S sampled candidates
+        loss_block = bs * t * (1 + bs + rc.loss.n_sampled)
     out = {
         "device": str(jax.devices()[0].device_kind),
         "platform": platform.platform(),
@@ -140,19 +246,50 @@ def run(config, workdir: str) -> dict:
             "cell": rc.model.cell,
             "duration_mode": rc.model.duration_mode,
             "loss_target": rc.loss.target,
+            "n_sampled": rc.loss.n_sampled if rc.loss.target != "full" else None,
             "aux_weight": rc.loss.aux_weight,
+            "eval_batch_size": eb,
+            "eval_item_chunk": item_chunk,
         },
         "compile_seconds": compile_s,
+        "compile_seconds_by_function": {
+            "train_step": compile_s,
+            "eval_forward (full width)": fwd_compile_s,
+            "rank_and_topk": rank_compile_s,
+            "first_evaluate_minus_steady": max(eval_first_s - eval_s, 0.0),
+        },
+        "train_steps_timed": int(b.train_steps),
         "train_step_seconds": step_s,
         "train_events_per_second": n_events / train_s,
         "train_step_flops": step_flops,
+        "train_step_flops_note": (
+            "matmul FLOPs from the jaxpr, scan bodies times their length (matmul_flops); "
+            "XLA's cost analysis counts a loop body once"
+        ),
+        "train_step_flops_xla_cost_analysis": xla_flops,
         "train_step_flops_per_second": step_flops / step_s,
         "matmul_peak_flops_per_second": peak,
         "train_flops_fraction_of_peak": step_flops / step_s / peak,
         "eval_users": ne,
         "eval_seconds": eval_s,
+        "eval_seconds_all": eval_times,
         "eval_users_per_second": ne / eval_s,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "eval_first_call_seconds": eval_first_s,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes_after_train": rss_after_train,
+        "device_memory_after_train": device_after_train,
+        "device_memory": device_memory(),
+        "device_memory_note": (
+            "memory_stats() of the first local device"
+            if device_after_train is not None
+            else "null: the CPU backend keeps no device-memory statistics (see peak_rss_bytes)"
+        ),
+        "train_step_xla_memory": step_memory,
+        "memory_bounds_bytes": {
+            "train_loss_block": loss_block * F32_BYTES,
+            "eval_score_block": eb * item_chunk * F32_BYTES,
+            "params": int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))),
+        },
         "final_loss": float(parts["loss"]),
     }
     with open(os.path.join(workdir, "bench.json"), "w") as f:
@@ -202,7 +339,7 @@ def run_data(config, workdir: str) -> dict:
         "rows_per_second_first_run": p.info.get("rows_read", 0) / times[0],
         "train_windows_seconds": windows_s,
         "train_rows": int(len(windows["items"])),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss_bytes(),
         "info": {k: v for k, v in p.info.items() if not isinstance(v, (list, dict))},
     }
     with open(os.path.join(workdir, "bench_data.json"), "w") as f:

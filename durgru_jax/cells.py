@@ -167,6 +167,8 @@ def agru_inputs(
     reset_BxT: Array,
     duration_mode: str,
     relevance: bool = True,
+    items_BxT: Array | None = None,
+    item_emb_NxE: Array | None = None,
 ):
     """Everything of eq. (6)-(7) that does not depend on ``h_{t-1}``.
 
@@ -174,10 +176,29 @@ def agru_inputs(
     + b`` (eq. 7), the projected static interest ``C_S W_s`` and ``C_S W_s V_k``. Because
     the relevance context is ``C_A = a_t C_S W_s`` with a scalar ``a_t`` (see ``agru_step``),
     ``C_A V_k = a_t (C_S W_s V_k)`` and the V_k matmul can leave the scan.
+
+    With ``items`` and ``item_emb`` (only valid when ``x = item_emb[items] * mask``, i.e.
+    without dropout), ``p_i I_c`` and ``p_i W_k`` are looked up in the catalogue's
+    projections, computed once: the same products, far less memory traffic than projecting
+    every event into every context (evaluation, where N is small next to B x T).
     """
-    xi_BxTxCIxH = jnp.einsum("bte,ceh->btch", x_BxTxE, params["w_in"])
-    xc = jnp.take_along_axis(xi_BxTxCIxH, in_ctx_BxT[..., None, None], axis=2)[:, :, 0]
-    xz = x_BxTxE @ params["w_k"]
+    n_in = params["w_in"].shape[0]
+    if items_BxT is not None and item_emb_NxE is not None:
+        n = item_emb_NxE.shape[0]
+        m = mask_BxT[..., None]
+        table_in = jnp.einsum("ne,ceh->cnh", item_emb_NxE, params["w_in"]).reshape(n_in * n, -1)
+        xc = jnp.where(m, table_in[in_ctx_BxT * n + items_BxT], 0.0)
+        xz = jnp.where(m, (item_emb_NxE @ params["w_k"])[items_BxT], 0.0)
+    elif n_in == 1:
+        xc = x_BxTxE @ params["w_in"][0]
+    else:
+        # The context's projection picked by a select, not a gather: its gradient is then a
+        # select too, where a gather's is a scatter-add (slow on CPU).
+        xi_BxTxCIxH = jnp.einsum("bte,ceh->btch", x_BxTxE, params["w_in"])
+        pick_BxTxCI = in_ctx_BxT[..., None] == jnp.arange(n_in)
+        xc = jnp.sum(jnp.where(pick_BxTxCI[..., None], xi_BxTxCIxH, 0.0), axis=2)
+    if items_BxT is None or item_emb_NxE is None:
+        xz = x_BxTxE @ params["w_k"]
     if duration_mode == "input":
         xc = alpha_BxT[..., None] * xc
         xz = alpha_BxT[..., None] * xz
@@ -238,9 +259,10 @@ def agru_step(
         hu, ht_all = hu_all[:, :hdim], hu_all[:, hdim:]
     if n_tr == 1:
         ht = ht_all
-    else:
+    else:  # a select, not a gather, as for the input contexts (see agru_inputs)
         ht_BxCTxH = ht_all.reshape(h_BxH.shape[0], n_tr, hdim)
-        ht = jnp.take_along_axis(ht_BxCTxH, tr_ctx_B[:, None, None], axis=1)[:, 0]
+        pick_BxCT = tr_ctx_B[:, None] == jnp.arange(n_tr)
+        ht = jnp.sum(jnp.where(pick_BxCT[..., None], ht_BxCTxH, 0.0), axis=1)
     cand = jnp.tanh(xc_BxH + ht)
     pre_z = xz_BxH + hu
     if relevance:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from durgru_jax import cells
+from durgru_jax import attention, cells
 from durgru_jax.config import LossConfig, ModelConfig
 from durgru_jax.duration import duration_factor
 
@@ -48,7 +48,9 @@ class DurGRU(nnx.Module):
         k_emb, k_cell, k_out, k_aux, k_rat = jax.random.split(rngs.params(), 5)
         glorot = jax.nn.initializers.glorot_uniform()
         self.item_emb = nnx.Param(jax.random.normal(k_emb, (n, e)) * (1.0 / np.sqrt(e)))
-        if cfg.cell == "gru":
+        if cfg.cell in attention.ATTENTION_CELLS:
+            cell = attention.init_encoder(k_cell, cfg)
+        elif cfg.cell == "gru":
             cell = cells.init_gru(k_cell, e, h)
         else:
             cell = cells.init_agru(
@@ -104,8 +106,10 @@ def encode(
 
     ``key`` switches dropout on (training): dropout acts on the item embeddings that enter the
     cell and on the hidden states that leave it. ``hs`` at step t depends only on events
-    ``<= t``.
+    ``<= t``. The attention cells (``sasrec``, ``adpr``) run `attention.encode`, same contract.
     """
+    if cfg.cell in attention.ATTENTION_CELLS:
+        return attention.encode(params, cfg, batch, key)
     k_in, k_out = (None, None) if key is None else tuple(jax.random.split(key))
     mask, reset = batch["mask"], batch["reset"]
     x_BxTxE = params["item_emb"][batch["items"]] * mask[..., None]
@@ -140,9 +144,13 @@ def encode(
         n_per = 2
     else:
         xs = ()
+        # Without dropout (evaluation), the input projections are rows of the catalogue's.
+        lookup = {}
+        if key is None and params["item_emb"].shape[0] <= mask.size:
+            lookup = {"items_BxT": batch["items"], "item_emb_NxE": params["item_emb"]}
         for al in alphas:
             xc, xz, s, sv = cells.agru_inputs(
-                p, x_BxTxE, al, batch["in_ctx"], mask, reset, mode, cfg.relevance
+                p, x_BxTxE, al, batch["in_ctx"], mask, reset, mode, cfg.relevance, **lookup
             )
             xs += (xc, xz, s, sv, batch["tr_ctx"], al)
 
@@ -220,6 +228,102 @@ def full_softmax_loss(u_MxD: Array, v_DxN: Array, c_N: Array, target_M: Array) -
     return jax.nn.logsumexp(logits, axis=1) - tgt
 
 
+# Logits held at once by `full_softmax_loss_sum`: a chunk of rows x N stays in cache, and the
+# B*T x N logits (190M floats on the ML-1M bench shapes) never exist.
+_SOFTMAX_CHUNK_ELEMENTS = 1 << 20
+
+
+def full_softmax_loss_sum(
+    u_MxD: Array, v_DxN: Array, c_N: Array, target_M: Array, w_M: Array
+) -> Array:
+    """``sum_m w_m CE_m`` with ``CE`` of `full_softmax_loss`, in chunks of rows, with its
+    gradient computed in the same pass (``w`` gets none).
+
+    Same math as ``jnp.sum(w * full_softmax_loss(...))``; a row with ``w == 0`` adds nothing
+    (its target may be padding). Each chunk's logits are computed once and turned at once into
+    the gradient ``w (softmax - onehot(target))``, then into the gradients of ``u``, ``v`` and
+    ``c``; the backward pass only scales them by the incoming cotangent. A plain softmax over
+    all B x T rows writes and re-reads the whole logits array several times and is bound by
+    memory bandwidth.
+    """
+    return _softmax_sum(u_MxD, v_DxN, c_N, target_M, w_M)
+
+
+def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool):
+    m, d = u_MxD.shape
+    n = v_DxN.shape[1]
+    rows = min(max(8, _SOFTMAX_CHUNK_ELEMENTS // n // 8 * 8), -(-m // 8) * 8)
+    k = -(-m // rows)
+    pad = k * rows - m
+    u = jnp.pad(u_MxD, ((0, pad), (0, 0))).reshape(k, rows, d)
+    tgt = jnp.pad(target_M, (0, pad)).reshape(k, rows)
+    w = jnp.pad(w_M, (0, pad)).reshape(k, rows)
+    v_NxD = v_DxN.T
+    col0 = jnp.arange(n) == 0
+
+    def body(carry, xs):
+        u_c, t_c, w_c = xs
+        logits = u_c @ v_DxN + c_N
+        logits = jnp.where(col0, -jnp.inf, logits)
+        lse = jax.nn.logsumexp(logits, axis=1)
+        tl = jnp.take_along_axis(logits, t_c[:, None], axis=1)[:, 0]
+        total = carry[0] + jnp.sum(jnp.where(w_c != 0, w_c * (lse - tl), 0.0))
+        if not with_grad:
+            return (total,), None
+        _, dv, dc = carry
+        g = jnp.exp(logits - lse[:, None]) * w_c[:, None]
+        g = g - jnp.where(jnp.arange(n) == t_c[:, None], w_c[:, None], 0.0)
+        g_u = g.astype(u_c.dtype)
+        dv = dv + (u_c.T @ g_u).astype(dv.dtype)
+        dc = dc + jnp.sum(g, axis=0).astype(dc.dtype)
+        return (total, dv, dc), g_u @ v_NxD
+
+    dt = jnp.result_type(u_MxD.dtype, c_N.dtype, jnp.float32)
+    init = (jnp.zeros((), dt),)
+    if with_grad:
+        init += (jnp.zeros((d, n), jnp.float32), jnp.zeros((n,), jnp.float32))
+    carry, du = jax.lax.scan(body, init, (u, tgt, w))
+    return carry, (None if du is None else du.reshape(k * rows, d)[:m])
+
+
+@jax.custom_vjp
+def _softmax_sum(u_MxD, v_DxN, c_N, target_M, w_M):
+    return _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad=False)[0][0]
+
+
+def _softmax_sum_fwd(u_MxD, v_DxN, c_N, target_M, w_M):
+    (total, dv, dc), du = _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad=True)
+    return total, (du, dv.astype(v_DxN.dtype), dc.astype(c_N.dtype))
+
+
+def _softmax_sum_bwd(res, g):
+    du, dv, dc = res  # the targets and the weights get no gradient
+    return (
+        (g * du).astype(du.dtype),
+        (g * dv).astype(dv.dtype),
+        (g * dc).astype(dc.dtype),
+        None,
+        None,
+    )
+
+
+_softmax_sum.defvjp(_softmax_sum_fwd, _softmax_sum_bwd)
+
+
+# Above this many S x N Gumbel draws, `_draw` inverts the CDF instead (the Gumbel trick of
+# `jax.random.categorical` would take 16 GB for 4,096 draws from 1M items).
+_GUMBEL_MAX_ELEMENTS = 1 << 26
+
+
+def _draw(key: Array, log_q_N: Array, n: int) -> Array:
+    """``n`` independent draws of an item id from ``q`` (``log_q`` may hold -inf)."""
+    if n * log_q_N.shape[0] <= _GUMBEL_MAX_ELEMENTS:
+        return jax.random.categorical(key, log_q_N, shape=(n,))
+    cdf = jnp.cumsum(jnp.exp(log_q_N - jnp.max(log_q_N)))
+    u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), log_q_N.shape[0] - 1)
+
+
 def sampled_softmax_loss(
     key: Array,
     u_BxTxD: Array,
@@ -241,7 +345,7 @@ def sampled_softmax_loss(
     sampler. Candidates equal to the row's target (accidental hits) and padding are removed.
     Cost is ``B x T x (B + S)`` instead of ``B x T x N``.
     """
-    sampled = jax.random.categorical(key, log_q_N, shape=(n_sampled,))
+    sampled = _draw(key, log_q_N, n_sampled)
     inb_BxT = jnp.where(valid_BxT, target_BxT, 0)
     n_t = jnp.sum(valid_BxT, axis=0).astype(u_BxTxD.dtype)  # [T]
     s_q = n_sampled * jnp.exp(log_q_N)
@@ -263,6 +367,54 @@ def sampled_softmax_loss(
     return jax.nn.logsumexp(all_logits, axis=-1) - pos
 
 
+def bpr_max_loss(
+    key: Array,
+    u_BxTxD: Array,
+    v_DxN: Array,
+    c_N: Array,
+    target_BxT: Array,
+    valid_BxT: Array,
+    n_sampled: int,
+    log_q_N: Array,
+    bpreg: float,
+) -> Array:
+    """Per-step BPR-max loss, ``[B, T]`` (Hidasi & Karatzoglou 2018, "Recurrent Neural
+    Networks with Top-k Gains for Session-based Recommendations", Section 3.2).
+
+    For the target score ``r_i`` and the scores ``r_j`` of the negatives, with softmax weights
+    ``s_j = softmax_j(r_j)`` over the *negatives only* (the target is not among them):
+    ``L = -log(sum_j s_j sigmoid(r_i - r_j)) + bpreg * sum_j s_j r_j^2``.
+
+    The candidates are those of `sampled_softmax_loss` (the other rows' targets at the same
+    step and ``n_sampled`` draws from ``q`` shared by the batch; accidental hits and padding
+    removed), but the scores are the raw logits: like the official GRU4Rec, no log-Q
+    correction (the official code applies ``logq`` to cross-entropy only). The official code
+    can also pass the scores through an ELU first (``elu_param``); we do not.
+    """
+    sampled = jax.random.categorical(key, log_q_N, shape=(n_sampled,))
+    inb_BxT = jnp.where(valid_BxT, target_BxT, 0)
+    pos_BxT = jnp.sum(u_BxTxD * v_DxN[:, target_BxT].transpose(1, 2, 0), -1) + c_N[target_BxT]
+    inb_BxTxB = jnp.einsum("btd,dct->btc", u_BxTxD, v_DxN[:, inb_BxT]) + c_N[inb_BxT].T[None]
+    inb_ok = (inb_BxT.T[None] != target_BxT[..., None]) & (inb_BxT.T[None] != 0)
+    smp_BxTxS = u_BxTxD @ v_DxN[:, sampled] + c_N[sampled]
+    smp_ok = jnp.broadcast_to(sampled[None, None, :] != target_BxT[..., None], smp_BxTxS.shape)
+    neg = jnp.concatenate([inb_BxTxB, smp_BxTxS], axis=-1)
+    ok = jnp.concatenate([inb_ok, smp_ok], axis=-1)
+    has_neg = jnp.any(ok, axis=-1)
+    # Log space: log sum_j s_j sigmoid(d_j) = lse_j(r_j + log sigmoid(d_j)) - lse_j(r_j).
+    # Removed candidates are -inf inside the logsumexps and 0 elsewhere, so no inf * 0 reaches
+    # a gradient.
+    neg_fin = jnp.where(ok, neg, 0.0)
+    lse_neg = jax.nn.logsumexp(jnp.where(ok, neg, -jnp.inf), axis=-1)
+    lse_neg = jnp.where(has_neg, lse_neg, 0.0)
+    log_sig = jax.nn.log_sigmoid(pos_BxT[..., None] - neg_fin)
+    lse_hit = jax.nn.logsumexp(jnp.where(ok, neg_fin + log_sig, -jnp.inf), axis=-1)
+    lse_hit = jnp.where(has_neg, lse_hit, 0.0)
+    s_BxTxC = jnp.exp(jnp.where(ok, neg_fin - lse_neg[..., None], -jnp.inf))
+    reg = jnp.sum(s_BxTxC * neg_fin**2, axis=-1)
+    return jnp.where(has_neg, lse_neg - lse_hit + bpreg * reg, 0.0)
+
+
 def aux_loss(
     params: Params, hs_BxTxH: Array, target_BxT: Array, neg_BxTxK: Array, valid_BxT: Array
 ) -> Array:
@@ -277,8 +429,8 @@ def aux_loss(
     pos = jnp.sum(a_BxTxE * emb[target_BxT], -1)
     neg = jnp.einsum("bte,btke->btk", a_BxTxE, emb[neg_BxTxK])
     per_step = jax.nn.softplus(-pos) + jnp.mean(jax.nn.softplus(neg), axis=-1)
-    w = valid_BxT.astype(per_step.dtype)
-    return jnp.sum(per_step * w) / jnp.maximum(jnp.sum(w), 1.0)
+    w = valid_BxT.astype(jnp.float32)  # f32 sums even when the step computes in bf16
+    return jnp.sum(per_step.astype(jnp.float32) * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
 def losses(
@@ -303,15 +455,21 @@ def losses(
     b, t, _ = hs.shape
     u = user_vector(params, cfg, hs)
     v, c = score_factors(params, cfg)
-    if loss_cfg.target == "full":
-        per = full_softmax_loss(u.reshape(b * t, -1), v, c, target.reshape(-1)).reshape(b, t)
+    if loss_cfg.target == "full":  # the weighted sum at once: see full_softmax_loss_sum
+        w = (valid / n_valid).astype(jnp.float32).reshape(-1)
+        target_loss = full_softmax_loss_sum(u.reshape(b * t, -1), v, c, target.reshape(-1), w)
     else:
         log_q = log_popularity if loss_cfg.sampler == "popularity" else _log_uniform(cfg.n_items)
-        per = sampled_softmax_loss(
-            k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, jnp.exp(log_popularity)
-        )
-    per = jnp.where(valid, per, 0.0)
-    target_loss = jnp.sum(per) / n_valid
+        if loss_cfg.target == "bpr_max":
+            per = bpr_max_loss(
+                k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, loss_cfg.bpreg
+            )
+        else:
+            per = sampled_softmax_loss(
+                k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, jnp.exp(log_popularity)
+            )
+        per = jnp.where(valid, per, 0.0)
+        target_loss = jnp.sum(per) / n_valid
     parts = {"target_loss": target_loss}
     total = target_loss
     if loss_cfg.aux_weight > 0:

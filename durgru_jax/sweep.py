@@ -12,6 +12,11 @@ Each run trains in its own sub-directory ``W/<name>`` (resuming there if it was 
 skipped if its ``results.json`` exists) and ``W/summary.csv`` gets one row per finished run:
 its overrides, seed, every metric and the training seconds. An interrupted sweep started again
 with the same command continues where it stopped.
+
+Runs that differ only in ``seed`` and ``optim.learning_rate`` (`vsweep.VECTORIZABLE_KEYS`)
+train together, up to ``--sweep_max_vmap`` at a time, in one jitted step over the stacked
+models (`durgru_jax.vsweep`), each with the files and results it would have alone; their
+``seconds`` are then the group's. ``--nosweep_vectorize`` trains every run alone.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from durgru_jax import runner
+from durgru_jax import runner, vsweep
 
 
 def load_sweep(config_path: str) -> Callable[[Callable[..., None]], None]:
@@ -94,10 +99,22 @@ def run_sweep(
     config_path: str,
     workdir: str,
     train_fn: Callable[[ml_collections.ConfigDict, str], dict] | None = None,
+    *,
+    vectorize: bool = True,
+    max_vmap: int = 8,
+    vmap_chunk: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs every declared run not finished yet, then (re)writes ``workdir/summary.csv``."""
-    train_fn = train_fn or runner.run
+    """Runs every declared run not finished yet, then (re)writes ``workdir/summary.csv``.
+
+    With ``vectorize`` (and the default ``train_fn``), unfinished runs that differ only in
+    `vsweep.VECTORIZABLE_KEYS` train together, up to ``max_vmap`` at a time, as one vmapped
+    model (`vsweep.run_many`, ``vmap_chunk`` models vmapped at once, None: the device's
+    default); each still gets its own sub-directory and summary row.
+    """
     runs = expand(load_sweep(config_path))
+    vectorize = vectorize and train_fn is None
+    groups = _vector_groups(config, workdir, runs, max_vmap) if vectorize else {}
+    train_fn = train_fn or runner.run
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "sweep.json"), "w") as f:
         json.dump({"config": config_path, "runs": runs}, f, indent=2, default=str)
@@ -108,6 +125,19 @@ def run_sweep(
         results_path = os.path.join(sub, "results.json")
         if os.path.exists(results_path):
             logging.info("sweep run %d/%d %s: finished before, skipped", i + 1, len(runs), name)
+        elif i in groups:
+            idx = groups[i]
+            logging.info(
+                "sweep runs %s of %d: one vectorised group of %d",
+                ",".join(str(j + 1) for j in idx),
+                len(runs),
+                len(idx),
+            )
+            vsweep.run_many(
+                [apply(config, runs[j]) for j in idx],
+                [os.path.join(workdir, run_name(runs[j])) for j in idx],
+                chunk=vmap_chunk,
+            )
         else:
             logging.info("sweep run %d/%d %s", i + 1, len(runs), name)
             train_fn(apply(config, overrides), sub)
@@ -116,6 +146,21 @@ def run_sweep(
         rows.append(_row(name, overrides, apply(config, overrides), results))
         write_summary(workdir, rows)
     return rows
+
+
+def _vector_groups(config, workdir, runs, max_vmap) -> dict[int, list[int]]:
+    """Unfinished runs that can train as one vmapped group: run index -> the group's runs."""
+    pending = [
+        i
+        for i, o in enumerate(runs)
+        if not os.path.exists(os.path.join(workdir, run_name(o), "results.json"))
+    ]
+    out: dict[int, list[int]] = {}
+    for g in vsweep.group_runs([runs[i] for i in pending], max_vmap):
+        idx = [pending[j] for j in g]
+        if len(idx) > 1 and not vsweep.unsupported(apply(config, runs[idx[0]])):
+            out.update({i: idx for i in idx})
+    return out
 
 
 def _row(name, overrides, config, results) -> dict[str, Any]:

@@ -32,10 +32,16 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from durgru_jax import model as model_lib
+from durgru_jax import parallel
 from durgru_jax.config import ModelConfig, RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
-from durgru_jax.metrics import rank_and_topk, ranking_metrics, rating_metrics
+from durgru_jax.metrics import (
+    rank_and_topk,
+    ranking_metrics,
+    rating_metrics,
+    user_topn_metrics,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,20 +71,33 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
     return opt
 
 
-def make_train_step(rc: RunConfig, tx: optax.GradientTransformation, log_popularity: jax.Array):
-    """The jitted train step ``(state, batch) -> (state, metrics)``, state donated."""
+def make_train_step(
+    rc: RunConfig,
+    tx: optax.GradientTransformation,
+    log_popularity: jax.Array,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    state_sharding=None,
+):
+    """The jitted train step ``(state, batch) -> (state, metrics)``, state donated.
+
+    With ``mesh`` (`parallel.make_mesh`), the batch is split over its ``"data"`` axis and the
+    state keeps ``state_sharding`` (`parallel.state_shardings`); the metrics are replicated.
+    """
     base_key = jax.random.key(rc.seed)
+    jit_kw = {}
+    if mesh is not None:
+        log_popularity = jax.device_put(log_popularity, parallel.replicated(mesh))
+        jit_kw = parallel.step_jit_shardings(mesh, state_sharding)
 
     def step_fn(state, batch):
         key = jax.random.fold_in(base_key, state["step"])
-        loss_fn = functools.partial(
-            model_lib.losses,
-            cfg=rc.model,
-            loss_cfg=rc.loss,
-            batch=batch,
-            key=key,
-            log_popularity=log_popularity,
-        )
+
+        def loss_fn(params):
+            # The bf16 cast sits inside the differentiated function: gradients come out f32.
+            p, b = parallel.cast_for_compute(params, batch, rc.model.compute_dtype)
+            return model_lib.losses(p, rc.model, rc.loss, b, key, log_popularity)
+
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -90,7 +109,7 @@ def make_train_step(rc: RunConfig, tx: optax.GradientTransformation, log_popular
         }
         return new_state, parts
 
-    return jax.jit(step_fn, donate_argnums=0)
+    return jax.jit(step_fn, donate_argnums=0, **jit_kw)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -108,14 +127,26 @@ def evaluate(
     params, rc: RunConfig, examples: Mapping[str, np.ndarray], n_items: int, prefix: str
 ) -> dict[str, float]:
     """Full-ranking metrics (and RMSE/MAE with a rating head) of ``params`` on ``examples``."""
+    params = parallel.local_params(params, rc.model.n_items + 1)  # params of a mesh: gathered
     v, c = model_lib.score_factors(params, rc.model)
-    ranks, tops, preds = [], [], []
-    for batch, hist, n in ds.iterate_eval_batches(examples, rc.eval.batch_size):
+    # Users by input length, each batch cut after its longest input (exact for the recurrent
+    # cells); results stay on device until all batches are queued, so the host prepares the
+    # next batch while the device runs this one.
+    outs, order = [], []
+    trim = rc.model.cell in ("gru", "agru")
+    for batch, hist, idx in ds.iterate_eval_batches_by_length(
+        examples, rc.eval.batch_size, trim_time=trim
+    ):
         u, rating = _eval_forward(params, rc.model, batch)
-        rank, top = _rank(u, v, c, batch["target"], hist, rc, n_items)
-        ranks.append(np.asarray(rank)[:n])
-        tops.append(np.asarray(top)[:n])
-        preds.append(np.asarray(rating)[:n])
+        outs.append((*_rank(u, v, c, batch["target"], hist, rc, n_items), rating))
+        order.append(idx)
+    back = np.argsort(np.concatenate(order)) if order else None
+
+    def gathered(i):  # output i of every batch, in the examples' order
+        parts = [np.asarray(o[i])[: len(ix)] for o, ix in zip(outs, order, strict=True)]
+        return [np.concatenate(parts)[back]] if parts else []
+
+    ranks, tops, preds = gathered(0), gathered(1), gathered(2)
     return _collect(examples, ranks, tops, preds, rc, n_items, prefix, rc.model.rating_head)
 
 
@@ -138,6 +169,12 @@ def _collect(examples, ranks, tops, preds, rc, n_items, prefix, with_rating):
     rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
     top = np.concatenate(tops) if tops else np.zeros((0, max(rc.eval.ks)), np.int64)
     out = ranking_metrics(rank, top, examples["user"][:n], rc.eval.ks, n_items, prefix)
+    if rc.eval.user_topn:
+        out.update(
+            user_topn_metrics(
+                top, examples["user"][:n], examples["target"][:n], rc.eval.ks, n_items, prefix
+            )
+        )
     if with_rating:
         ok = examples["target_rating_ok"]
         pred = np.concatenate(preds) if preds else np.zeros(0)
@@ -166,6 +203,8 @@ class _Jsonl:
         self.path = path
 
     def write(self, record: Mapping[str, Any]) -> None:
+        if not parallel.is_primary():
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(_jsonable(record)) + "\n")
 
@@ -183,6 +222,8 @@ def _jsonable(x):
 
 
 def _write_json(path: str, obj) -> None:
+    if not parallel.is_primary():  # multi-host: process 0 writes
+        return
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
@@ -223,6 +264,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         n_input_contexts=p.n_input_contexts if config.model.cell == "agru" else 1,
         n_transfer_contexts=p.n_transfer_contexts if config.model.cell == "agru" else 1,
         rating_head=rating_head,
+        max_len=int(config.data.max_len),
     )
     windows = ds.train_windows(p, pack=bool(config.data.get("pack", True)))
     drop = rc.eval.unknown_targets == "drop"
@@ -234,17 +276,27 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         total_steps = min(total_steps, rc.train.max_steps)
     tx = make_optimizer(rc.optim, total_steps)
     log_pop = jnp.asarray(p.log_popularity)
-    train_step = make_train_step(rc, tx, log_pop)
+    mesh = parallel.make_mesh(rc.train.data_parallel, rc.train.model_parallel)
 
     params = model_lib.init_params(
         rc.model, rc.seed, p.log_popularity if rc.model.init_bias_from_popularity else None
     )
+    if mesh is not None:
+        params = parallel.pad_item_tables(params, parallel.padded_rows(p.n_items + 1, mesh))
     state = {
         "params": params,
         "opt_state": tx.init(params),
         "step": jnp.asarray(0, jnp.int32),
         "finite": jnp.asarray(True),
     }
+    state_sharding, place_batch = None, dict
+    if mesh is not None:
+        state_sharding = parallel.state_shardings(state, mesh)
+        state = jax.device_put(state, state_sharding)
+        rows = parallel.round_up(rc.train.batch_size, mesh.shape[parallel.DATA])
+        place_batch = parallel.BatchPlacer(mesh, rows)
+        logging.info("mesh %s; %d rows per step", dict(mesh.shape), rows)
+    train_step = make_train_step(rc, tx, log_pop, mesh=mesh, state_sharding=state_sharding)
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
     ckpt_dir = os.path.abspath(os.path.join(workdir, "ckpt"))
     latest = ocp.CheckpointManager(os.path.join(ckpt_dir, "latest"), options=options)
@@ -283,9 +335,15 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         for batch in ds.iterate_train_batches(windows, rc.train.batch_size, rc.seed, epoch):
             if rc.train.max_steps and step >= rc.train.max_steps:
                 break
+            if rc.train.eval_every_steps and step == 0:  # the untrained model starts the curve
+                dt = _validate_along(state, rc, valid_ex, p.n_items, step, epoch, metrics_log)
+                t0, last_log_t = t0 + dt, last_log_t + dt
             events += int(np.sum(batch["mask"] & (batch["targets"] > 0)))
-            state, parts = train_step(state, batch)
+            state, parts = train_step(state, place_batch(batch))
             step += 1
+            if rc.train.eval_every_steps and step % rc.train.eval_every_steps == 0:
+                dt = _validate_along(state, rc, valid_ex, p.n_items, step, epoch, metrics_log)
+                t0, last_log_t = t0 + dt, last_log_t + dt
             if step % rc.train.log_every == 0:
                 _check_finite(state, parts, step, epoch, latest)
                 now = time.time()
@@ -337,6 +395,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         if rc.train.time_budget_s and time.time() - time_start >= rc.train.time_budget_s:
             logging.info("time budget of %.0f s reached", rc.train.time_budget_s)
             stop = True
+        stop = parallel.agree(stop)  # multi-host: process 0's clock decides for all
         meta["done"] = stop
         latest.save(
             step,
@@ -387,6 +446,16 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
     latest.close()
     best.close()
     return results
+
+
+def _validate_along(state, rc: RunConfig, valid_ex, n_items: int, step, epoch, log) -> float:
+    """Validation metrics at ``step`` for metric-vs-iteration curves
+    (``train.eval_every_steps``); returns the seconds spent, kept out of the training time."""
+    jax.block_until_ready(state["params"])  # pending training steps are not evaluation time
+    t = time.time()
+    valid = evaluate(state["params"], rc, valid_ex, n_items, "valid")
+    log.write({"step": step, "epoch": epoch} | valid)
+    return time.time() - t
 
 
 def _higher_is_better(metric: str) -> bool:

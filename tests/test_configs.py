@@ -26,6 +26,7 @@ VARIANTS = {
         "yoochoose",
         "ml100k,no_aux",
     ),
+    "gru4rec": ("synthetic", "ml1m", "ml100k", "yoochoose", "prepared", "ml1m,bpr_max"),
 }
 RECSYS = (
     "default",
@@ -39,6 +40,7 @@ RECSYS = (
     "diginetica",
     "kuairec",
     "ablations",
+    "gru4rec",
 )
 
 

@@ -39,7 +39,12 @@ from durgru_jax.config import EvalConfig
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.dataset import TEST, TRAIN, VALID, Prepared
 from durgru_jax.data.sources import load_prepared
-from durgru_jax.metrics import rank_and_topk, ranking_metrics, rating_metrics
+from durgru_jax.metrics import (
+    rank_and_topk,
+    ranking_metrics,
+    rating_metrics,
+    user_topn_metrics,
+)
 from durgru_jax.train import _higher_is_better, _write_json
 
 NAMES = ("pop", "itemcf", "mf")
@@ -124,7 +129,11 @@ def evaluate_scorer(
     rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
     top = np.concatenate(tops) if tops else np.zeros((0, max(ks)), np.int64)
     n_ex = len(examples["target"])
-    return ranking_metrics(rank, top, examples["user"][:n_ex], ks, n_items, prefix)
+    out = ranking_metrics(rank, top, examples["user"][:n_ex], ks, n_items, prefix)
+    if eval_cfg.get("user_topn", False):
+        users, targets = examples["user"][:n_ex], examples["target"][:n_ex]
+        out.update(user_topn_metrics(top, users, targets, ks, n_items, prefix))
+    return out
 
 
 def history_ratings(

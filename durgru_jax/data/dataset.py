@@ -532,10 +532,49 @@ def iterate_eval_batches(
     for lo in range(0, n, batch_size):
         idx = np.arange(lo, min(lo + batch_size, n))
         batch = {k: _take_pad(ex[k], idx, batch_size) for k in keys}
-        starts, ends = ex["hist_offsets"][idx], ex["hist_offsets"][idx + 1]
-        width = int(max(1, (ends - starts).max(initial=1)))
-        width = 1 << (width - 1).bit_length()
-        hist = np.zeros((batch_size, max(width, 16)), np.int32)
-        for r, (s, e) in enumerate(zip(starts, ends, strict=True)):
-            hist[r, : e - s] = ex["hist_items"][s:e]
-        yield batch, hist, len(idx)
+        yield batch, _history(ex, idx, batch_size), len(idx)
+
+
+def _history(ex: Mapping[str, np.ndarray], idx: np.ndarray, batch_size: int) -> np.ndarray:
+    """Exclusion histories of examples ``idx`` as ``[batch_size, M]`` (0-padded), M the
+    longest rounded up to a power of two (at least 16)."""
+    starts, ends = ex["hist_offsets"][idx], ex["hist_offsets"][idx + 1]
+    lens = ends - starts
+    width = int(max(1, lens.max(initial=1)))
+    width = 1 << (width - 1).bit_length()
+    hist = np.zeros((batch_size, max(width, 16)), np.int32)
+    row = np.repeat(np.arange(len(idx)), lens)
+    col = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    hist[row, col] = ex["hist_items"][np.repeat(starts, lens) + col]
+    return hist
+
+
+def iterate_eval_batches_by_length(
+    ex: Mapping[str, np.ndarray], batch_size: int, trim_time: bool = True, n_shapes: int = 8
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """`iterate_eval_batches` with the examples ordered by input length (longest first):
+    ``(inputs, hist_BxM, idx)``, ``idx`` the positions in ``ex`` of the batch's real rows.
+
+    With ``trim_time`` each batch keeps only its first ``T'`` time steps, ``T'`` one past its
+    latest real step rounded up to a multiple of ``ceil(T / n_shapes)`` (at most ``n_shapes``
+    shapes to compile). Only trailing padding is cut, which never changes a recurrent cell's
+    state: the outputs are those of the full width, at a cost that follows the real lengths
+    instead of ``T``.
+    """
+    n = len(ex["target"])
+    t = ex["mask"].shape[1]
+    mask = ex["mask"]
+    lengths = np.where(mask.any(1), t - np.argmax(mask[:, ::-1], axis=1), 0)  # last real + 1
+    order = np.argsort(-lengths, kind="stable")
+    step = -(-t // n_shapes)
+    keys = FIELDS + USER_FIELDS + ("target",)
+    for lo in range(0, n, batch_size):
+        idx = order[lo : lo + batch_size]
+        width = t
+        if trim_time:
+            width = min(t, max(step, -(-int(lengths[idx].max(initial=1)) // step) * step))
+        batch = {
+            k: _take_pad(ex[k][:, :width] if ex[k].ndim == 2 else ex[k], idx, batch_size)
+            for k in keys
+        }
+        yield batch, _history(ex, idx, batch_size), idx

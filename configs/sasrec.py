@@ -1,0 +1,61 @@
+"""SASRec (Kang & McAuley 2018) as a baseline, trained with full-softmax cross-entropy.
+
+``python launch.py --config configs/sasrec.py:ml1m --workdir runs/sasrec_ml1m \\
+    --config.data.path=PATH/ratings.dat``
+
+Variants (``--config configs/sasrec.py:VARIANT``):
+  * ``default``: the embedded synthetic browsing data (``configs/default.py``'s data);
+  * ``ml1m``: MovieLens-1M with ``configs/ml1m.py``'s protocol (leave-one-out, rated movies
+    excluded from the ranking) and SASRec's ML-1M hyper-parameters: width 50, 2 blocks,
+    1 head, dropout 0.2, 200 events of history, Adam lr 1e-3, batch 128;
+  * ``ml100k``: MovieLens-100K, same model and protocol.
+
+SASRec's loss (one sampled negative per step, binary cross-entropy) is replaced by the
+softmax over all items (``loss.target=full``); the output shares the item embeddings
+(``model.tie_output``). The encoder is ``durgru_jax/attention.py``; durations are not used.
+"""
+
+from durgru_jax.base_config import get_base_config, get_movielens_config
+
+
+def _sasrec(c):
+    m = c.model
+    m.cell = "sasrec"
+    m.duration_mode = "none"  # attention cells take no duration factor
+    m.embed_dim = 50  # SASRec's d: one width for embeddings and blocks
+    m.hidden_dim = 50
+    m.n_layers = 2
+    m.n_heads = 1
+    m.dropout = 0.2
+    m.tie_output = True  # SASRec scores with the (shared) item embeddings
+    c.loss.target = "full"
+    c.loss.aux_weight = 0.0  # no auxiliary loss (eq. 13 is the aGRU's)
+    c.optim.learning_rate = 1e-3
+    c.train.batch_size = 128
+    return c
+
+
+def get_config(variant: str = "default"):
+    if variant == "ml1m":
+        c = get_movielens_config()
+        c.data.path = "data/raw/ml-1m/ratings.dat"  # grouplens.org/datasets/movielens/1m
+        c.data.dataset = "ml1m"
+        c.data.max_len = 200  # SASRec's n for ML-1M
+        c.train.epochs = 200
+        c.train.patience = 5
+    elif variant == "ml100k":
+        c = get_movielens_config()
+        c.data.path = "data/raw/ml-100k/u.data"  # grouplens.org/datasets/movielens/100k
+        c.data.dataset = "ml100k"
+        c.data.max_len = 200
+        c.train.epochs = 200
+        c.train.patience = 5
+    elif variant == "default":
+        c = get_base_config()
+        c.data.source = "synthetic"
+        c.data.max_len = 50  # synthetic sequences are at most 60 events long
+        c.train.epochs = 30
+        c.train.patience = 3
+    else:
+        raise ValueError(f"unknown variant {variant!r}: default | ml1m | ml100k")
+    return _sasrec(c)

@@ -1,0 +1,277 @@
+"""The sweep report (durgru_jax/report.py) on fake sweep directories with known numbers, its
+t-tests, ``launch.py --report``, ``train.eval_every_steps`` and ``configs/section43.py``."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax.scipy.special as jsp
+import pytest
+
+from durgru_jax import report
+from durgru_jax import train as train_lib
+from durgru_jax.sweep import expand, run_name
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LR, H = "optim.learning_rate", "model.hidden_dim"
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_student_t_two_sided_p_known_values():
+    assert report.t_two_sided_p(2.776, 4) == pytest.approx(0.05, abs=1e-4)  # t table
+    assert report.t_two_sided_p(-2.228, 10) == pytest.approx(0.05, abs=1e-4)
+    assert report.t_two_sided_p(1.96, 1e6) == pytest.approx(0.05, abs=1e-4)  # normal limit
+    for t in (0.3, 1.0, 4.0, 30.0):
+        # Closed forms: df=1 is Cauchy, df=2 has P(|T|>t) = 1 - t / sqrt(2 + t^2).
+        assert report.t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t))
+        assert report.t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t))
+    assert report.t_two_sided_p(0.0, 3) == 1.0 and report.t_two_sided_p(math.inf, 3) == 0.0
+    for a, b, x in ((0.5, 0.5, 0.3), (2.0, 3.0, 0.9), (1.5, 0.5, 0.97), (5.0, 0.5, 0.2)):
+        assert report.betainc(a, b, x) == pytest.approx(float(jsp.betainc(a, b, x)), abs=2e-6)
+
+
+def test_paired_and_welch_t_tests_by_hand():
+    ref, new = [0.50, 0.52, 0.54], [0.55, 0.56, 0.60]
+    t = report.paired_t_test(new, ref)  # differences 0.05, 0.04, 0.06: mean 0.05, sd 0.01
+    assert t.kind == "paired" and t.df == 2 and t.diff == pytest.approx(0.05)
+    assert t.t == pytest.approx(0.05 / (0.01 / math.sqrt(3)))
+    assert t.p == pytest.approx(1 - t.t / math.sqrt(2 + t.t**2))
+    w = report.welch_t_test([0.60, 0.62], ref)
+    vx, vy = 0.0002 / 2, 0.0004 / 3  # sample variances / n
+    assert w.kind == "welch" and w.diff == pytest.approx(0.09)
+    assert w.t == pytest.approx(0.09 / math.sqrt(vx + vy))
+    assert w.df == pytest.approx((vx + vy) ** 2 / (vx**2 / 1 + vy**2 / 2))
+    assert w.p == pytest.approx(report.t_two_sided_p(w.t, w.df))
+    assert 0.005 < w.p < 0.02  # t = 5.89 on 2.88 degrees of freedom
+    same = report.paired_t_test(ref, ref)
+    assert same.diff == 0 and same.p == 1.0
+
+
+# ----------------------------------------------------------------------------- fake sweeps
+
+
+def _write_sweep(path, config_path, config, runs, declared_extra=()):
+    """runs: [(overrides incl. seed, metrics, seconds, [(step, valid value)])]."""
+    os.makedirs(path)
+    declared = [o for o, *_ in runs] + list(declared_extra)
+    with open(os.path.join(path, "sweep.json"), "w") as f:
+        json.dump({"config": config_path, "runs": declared}, f)
+    rows = []
+    for overrides, metrics, seconds, curve in runs:
+        name = run_name(overrides)
+        sub = os.path.join(path, name)
+        os.makedirs(sub)
+        with open(os.path.join(sub, "config.json"), "w") as f:
+            json.dump(config, f)
+        with open(os.path.join(sub, "results.json"), "w") as f:
+            json.dump({"metrics": metrics, "train": {"seconds": seconds}}, f)
+        metric = "valid/rmse" if "valid/rmse" in metrics else "valid/ndcg@10"
+        with open(os.path.join(sub, "metrics.jsonl"), "w") as f:
+            for step, v in curve:
+                f.write(json.dumps({"step": step, "epoch": 0, "train/loss": 9.0}) + "\n")
+                f.write(json.dumps({"step": step, "epoch": 0, metric: v}) + "\n")
+            f.write(json.dumps({"step": 99, "final": True, metric: -1.0, **metrics}) + "\n")
+        rows.append(
+            {"run": name, "overrides": json.dumps(overrides), "seed": overrides["seed"]}
+            | {"seconds": seconds, "events_per_second": 1.0}
+            | metrics
+        )
+    with open(os.path.join(path, "summary.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+ML1M_RATING = {
+    "seed": 0,
+    "data": {"source": "movielens", "dataset": "ml1m", "path": "x/ratings.dat"},
+    "loss": {"rating_weight": 1.0},
+    "train": {"select_metric": "valid/rmse"},
+}
+REF_RMSE = (0.90, 0.92, 0.94)  # lr 0.01, hidden 100, seeds 0-2
+HIGH_LR_RMSE = (0.95, 0.96, 1.00)  # lr 0.1: differences 0.05, 0.04, 0.06
+H50_RMSE = (1.00, 1.02)  # hidden 50, seeds 0-1 only: Welch
+
+
+def _rating_runs():
+    runs = []
+    for lr, h, rmses in ((0.01, 100, REF_RMSE), (0.1, 100, HIGH_LR_RMSE), (0.01, 50, H50_RMSE)):
+        for seed, rmse in enumerate(rmses):
+            metrics = {"test/rmse": rmse, "test/mae": rmse - 0.2, "valid/rmse": rmse + 0.01}
+            curve = [(0, 3.0 + seed), (20, 1.0 + seed / 10), (40, rmse)]
+            runs.append(({LR: lr, H: h, "seed": seed}, metrics, 10.0 * (seed + 1), curve))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def fake_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweeps")
+    missing = {LR: 0.0001, H: 100, "seed": 0}
+    _write_sweep(
+        str(root / "ml1m"), "configs/section43.py:ml1m", ML1M_RATING, _rating_runs(), [missing]
+    )
+    ctr = {"seed": 0, "task": "ctr", "train": {}}
+    runs = []  # an ablation-like sweep: variants x seeds, no learning-rate axis
+    for overrides, auc in (({}, (0.70, 0.71)), ({"model.cell": "gru"}, (0.69, 0.70))):
+        for seed in (0, 1):
+            m = {"test/auc": auc[seed], "test/rmse": 0.4 + seed / 100, "test/mae": 0.3}
+            m["valid/rmse"] = 0.41
+            runs.append(({**overrides, "seed": seed}, m, 5.0, [(20, 0.45), (40, 0.41)]))
+    _write_sweep(str(root / "criteo"), "configs/section43.py:criteo", ctr, runs)
+    return root
+
+
+def test_groups_means_and_differences(fake_dirs):
+    sweep = report.load_sweep(str(fake_dirs / "ml1m"))
+    assert sweep.title == "section43:ml1m"
+    assert [g.overrides for g in sweep.groups] == [
+        {LR: 0.01, H: 100},
+        {LR: 0.1, H: 100},
+        {LR: 0.01, H: 50},
+    ]
+    assert sweep.reference is sweep.groups[0]
+    assert sweep.missing == [run_name({LR: 0.0001, H: 100, "seed": 0})]
+    ref, high, h50 = sweep.groups
+    assert report.mean_std(ref.values("test/rmse").values()) == pytest.approx((0.92, 0.02))
+    assert report.mean_std(ref.values("seconds").values()) == pytest.approx((20.0, 10.0))
+    paired = report.compare(high, ref, "test/rmse")
+    assert paired.kind == "paired" and paired.p == pytest.approx(
+        1 - paired.t / math.sqrt(2 + paired.t**2)
+    )
+    assert paired.t == pytest.approx(0.05 / (0.01 / math.sqrt(3)))
+    welch = report.compare(h50, ref, "test/rmse")
+    assert welch.kind == "welch" and welch.diff == pytest.approx(0.09)
+    assert report.curve_metric(sweep) == "valid/rmse"
+    steps, mean, std = report.group_curve(ref, "valid/rmse")
+    assert list(steps) == [0, 20, 40]  # the final record is not part of the curve
+    assert mean == pytest.approx([4.0, 1.1, 0.92]) and std[0] == pytest.approx(1.0)
+    assert [g.overrides[LR] for g in report.varied(sweep, LR)] == [0.01, 0.1]
+    assert [g.overrides[H] for g in report.varied(sweep, H)] == [50, 100]
+
+
+def test_report_tables_figures_and_baseline(fake_dirs):
+    out = report.write_report(str(fake_dirs / "ml1m"))
+    text = open(out).read()
+    ref_row = next(line for line in text.splitlines() if "(reference)" in line)
+    assert "| 3 | 0.9200 ± 0.0200 | 0.7200 ± 0.0200 |" in ref_row and "20.0 ± 10.0" in ref_row
+    p = 1 - 8.660254 / math.sqrt(2 + 75.0)
+    assert f"+0.0500 (p {p:.4f}*, paired)" in text
+    assert "+0.0900 (p 0.0109*, welch)" in text
+    assert "Table 4 (MovieLens-1M)" in text
+    assert "| Proposed method (paper) | 0.7869 | 0.5893 |" in text
+    assert "Not finished" in text
+    for name in ("fig4_iterations", "fig5_learning_rate", "fig_hidden_size", "fig6_train_seconds"):
+        path = fake_dirs / "ml1m" / f"{name}.png"
+        assert f"({name}.png)" in text
+        with open(path, "rb") as f:
+            head = f.read(8)
+        assert head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 2000
+    other = report.load_sweep(
+        str(fake_dirs / "ml1m"), baseline="optim.learning_rate=1e-1,model.hidden_dim=100"
+    )
+    assert other.reference.overrides == {LR: 0.1, H: 100}
+    with pytest.raises(ValueError, match="matches no group"):
+        report.load_sweep(str(fake_dirs / "ml1m"), baseline="optim.learning_rate=0.5")
+
+
+def test_report_of_several_sweeps_and_an_ablation_like_one(fake_dirs):
+    text = open(report.write_report(str(fake_dirs))).read()
+    assert "## criteo" in text and "## ml1m" in text
+    assert "Table 3 (Criteo)" in text and "| Proposed method (paper) | 0.7257 | 0.5147 |" in text
+    assert "base (no overrides) (reference)" in text
+    # Same seeds 0-1: paired; AUC differences -0.01, -0.01 have no spread.
+    assert (
+        "| model.cell=gru | 0 (identical) | 0 (identical) | -0.0100 (p < 1e-4*, paired) |" in text
+    )
+    assert os.path.getsize(fake_dirs / "fig6_train_seconds.png") > 2000
+    with pytest.raises(FileNotFoundError, match="no sweep"):
+        report.find_sweeps(str(fake_dirs / "criteo" / run_name({"seed": 0})))
+
+
+def test_launch_report_end_to_end(fake_dirs, tmp_path):
+    target = tmp_path / "w"
+    _write_sweep(str(target), "configs/ablations.py", ML1M_RATING, _rating_runs()[:4])
+    res = subprocess.run(
+        [sys.executable, "launch.py", "--report", str(target)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = (target / "report.md").read_text()
+    assert "0.9200 ± 0.0200" in text and (target / "fig4_iterations.png").stat().st_size > 2000
+    assert "| +0.0300 | +0.0300 |" in text  # lr 0.1 ran seed 0 only: 0.95 - 0.92
+    res = subprocess.run(
+        [sys.executable, "launch.py", "--workdir", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0 and "--config and --workdir are required" in res.stderr
+
+
+# ----------------------------------------------------------------------------- eval_every_steps
+
+
+def test_eval_every_steps_writes_validation_records_at_those_steps(tmp_path, tiny_config):
+    c = tiny_config
+    c.train.epochs = 2
+    c.train.eval_every_steps = 3
+    c.model.scan_unroll = 1  # compiles faster
+    workdir = str(tmp_path / "run")
+    results = train_lib.train_and_evaluate(c, workdir)
+    total, epochs = results["train"]["steps"], results["train"]["epochs"]
+    per_epoch = total // epochs
+    assert epochs == 2 and total == 2 * per_epoch and per_epoch > 3
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    valid = [r for r in records if "valid/ndcg@10" in r and not r.get("final")]
+    along = list(range(0, total + 1, 3))
+    epoch_ends = [per_epoch, 2 * per_epoch]
+    assert [r["step"] for r in valid] == sorted(along + epoch_ends)
+    for r in valid:
+        assert r["epoch"] == max(r["step"] - 1, 0) // per_epoch
+        assert set(r) == {"step", "epoch"} | {k for k in r if k.startswith("valid/")}
+    # Model selection still happens at epoch ends only.
+    assert results["train"]["best_step"] in epoch_ends
+
+
+# ----------------------------------------------------------------------------- section43 config
+
+
+def _section43():
+    spec = importlib.util.spec_from_file_location("s43", os.path.join(ROOT, "configs/section43.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_section43_sweep_declares_learning_rates_then_hidden_sizes():
+    s43 = _section43()
+    runs = expand(lambda add: s43.sweep(add, "ml100k"))
+    assert runs[0] == {LR: 1e-2, H: 100, "seed": 0}  # the defaults first: the reference
+    assert sorted(r[LR] for r in runs if r[H] == 100) == [1e-4, 1e-3, 1e-2, 1e-1]
+    assert sorted(r[H] for r in runs if r[LR] == 1e-2) == [25, 50, 100, 200]
+    assert len(runs) == 7
+    assert len(expand(lambda add: s43.sweep(add, "synthetic,seeds=3"))) == 21
+    assert expand(lambda add: s43.sweep(add, "criteo_tiny"))[0][LR] == 1e-3
+    c = s43.get_config("ml1m")
+    assert c.loss.rating_weight > 0 and c.data.split == "random"
+    assert c.train.select_metric == "valid/rmse" and c.data.dataset == "ml1m"
+    for variant in ("ml1m", "ml100k", "synthetic", "criteo", "criteo_tiny"):
+        c = s43.get_config(variant)
+        assert (c.train.max_steps, c.train.eval_every_steps) == (240, 20)
+        assert c.train.patience * 10 > c.train.max_steps  # never stops early
+    assert s43.get_config("criteo").task == "ctr" and not s43.get_config("criteo").baseline.enabled
+    with pytest.raises(ValueError, match="section43 argument"):
+        s43.get_config("ml1m,seeds=x")
