@@ -112,6 +112,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     l.aux_sampler = "uniform"  # "uniform" | "popularity"
     l.rating_weight = 0.0  # > 0 adds the next-item rating MSE (data with ratings)
     l.bpreg = 1.0  # target="bpr_max": weight of its score regulariser sum_j s_j r_j^2
+    # sampler="popularity": draws from popularity^alpha (GRU4Rec's sample_alpha; 1: as is)
+    l.sample_alpha = 1.0
 
     c.optim = get_optim_config()
 

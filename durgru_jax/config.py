@@ -96,6 +96,7 @@ class LossConfig:
     aux_sampler: str = "uniform"  # "uniform" | "popularity"
     rating_weight: float = 0.0  # weight of the next-item rating MSE (rating data only)
     bpreg: float = 1.0  # target="bpr_max": weight of the score regulariser
+    sample_alpha: float = 1.0  # sampler="popularity": sampled negatives ~ popularity^alpha
 
     def __post_init__(self):
         _choice("loss.target", self.target, ("full", "sampled", "bpr_max"))
@@ -106,6 +107,7 @@ class LossConfig:
         _positive("loss.n_sampled", self.n_sampled)
         _positive("loss.rating_weight", self.rating_weight, allow_zero=True)
         _positive("loss.bpreg", self.bpreg, allow_zero=True)
+        _positive("loss.sample_alpha", self.sample_alpha)  # 0 is sampler="uniform"
 
 
 @dataclasses.dataclass(frozen=True)

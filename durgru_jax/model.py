@@ -460,6 +460,8 @@ def losses(
         target_loss = full_softmax_loss_sum(u.reshape(b * t, -1), v, c, target.reshape(-1), w)
     else:
         log_q = log_popularity if loss_cfg.sampler == "popularity" else _log_uniform(cfg.n_items)
+        if loss_cfg.sampler == "popularity" and loss_cfg.sample_alpha != 1.0:
+            log_q = jax.nn.log_softmax(loss_cfg.sample_alpha * log_popularity)  # GRU4Rec's
         if loss_cfg.target == "bpr_max":
             per = bpr_max_loss(
                 k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, loss_cfg.bpreg

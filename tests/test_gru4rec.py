@@ -328,16 +328,20 @@ def test_bpr_max_removes_accidental_hits_and_padding():
 def test_bpr_max_through_losses_and_finite_gradients():
     cfg = _cfg()
     batch = _batch3()
-    lcfg = LossConfig(target="bpr_max", n_sampled=7, bpreg=0.7, aux_weight=0.0)
+    # GRU4Rec's sample_alpha: the extra negatives are drawn from popularity^0.5.
+    lcfg = LossConfig(target="bpr_max", n_sampled=7, bpreg=0.7, aux_weight=0.0, sample_alpha=0.5)
     key = jax.random.PRNGKey(3)
-    log_pop = jnp.log(jnp.arange(N_ITEMS + 1.0) / jnp.sum(jnp.arange(N_ITEMS + 1.0)))
+    pop = np.arange(N_ITEMS + 1.0) / np.sum(np.arange(N_ITEMS + 1.0))
+    log_pop = jnp.log(jnp.asarray(pop, jnp.float32))
+    with np.errstate(divide="ignore"):
+        log_q = jnp.asarray(np.log(np.sqrt(pop) / np.sqrt(pop).sum()), jnp.float32)
     (total, parts), g = _vg_losses(PARAMS, cfg, lcfg, batch, key, log_pop, True)
     hs, _ = _encode(PARAMS, cfg, batch)
     v, c = score_factors(PARAMS, cfg)
     u = user_vector(PARAMS, cfg, hs)
     valid = batch["mask"] & (batch["targets"] > 0)
     k_samp = jax.random.split(key, 3)[2]
-    per = bpr_max_loss(k_samp, u, v, c, batch["targets"], valid, 7, log_pop, 0.7)
+    per = bpr_max_loss(k_samp, u, v, c, batch["targets"], valid, 7, log_q, 0.7)
     np.testing.assert_allclose(total, np.asarray(per)[valid].mean(), rtol=1e-5)
     assert set(parts) == {"target_loss", "loss"}
     leaves = jax.tree.leaves(g)
