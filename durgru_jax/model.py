@@ -259,20 +259,23 @@ def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool):
     tgt = jnp.pad(target_M, (0, pad)).reshape(k, rows)
     w = jnp.pad(w_M, (0, pad)).reshape(k, rows)
     v_NxD = v_DxN.T
-    col0 = jnp.arange(n) == 0
+    c_N = c_N.at[0].set(-jnp.inf)  # id 0 (padding) is never a candidate
+    row = jnp.arange(rows)
 
     def body(carry, xs):
         u_c, t_c, w_c = xs
         logits = u_c @ v_DxN + c_N
-        logits = jnp.where(col0, -jnp.inf, logits)
-        lse = jax.nn.logsumexp(logits, axis=1)
-        tl = jnp.take_along_axis(logits, t_c[:, None], axis=1)[:, 0]
+        # One exp per logit, reused by the gradient (logsumexp + softmax would take two).
+        mx = jnp.max(logits, axis=1, keepdims=True)
+        e = jnp.exp(logits - mx)
+        s = jnp.sum(e, axis=1)
+        lse = mx[:, 0] + jnp.log(s)
+        tl = logits[row, t_c]
         total = carry[0] + jnp.sum(jnp.where(w_c != 0, w_c * (lse - tl), 0.0))
         if not with_grad:
             return (total,), None
         _, dv, dc = carry
-        g = jnp.exp(logits - lse[:, None]) * w_c[:, None]
-        g = g - jnp.where(jnp.arange(n) == t_c[:, None], w_c[:, None], 0.0)
+        g = (e * (w_c / s)[:, None]).at[row, t_c].add(-w_c)
         g_u = g.astype(u_c.dtype)
         dv = dv + (u_c.T @ g_u).astype(dv.dtype)
         dc = dc + jnp.sum(g, axis=0).astype(dc.dtype)

@@ -336,13 +336,19 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
             if rc.train.max_steps and step >= rc.train.max_steps:
                 break
             if rc.train.eval_every_steps and step == 0:  # the untrained model starts the curve
-                dt = _validate_along(state, rc, valid_ex, p.n_items, step, epoch, metrics_log)
+                clock = meta["train_seconds"] - t0  # + time.time(): training seconds so far
+                dt = _validate_along(
+                    state, rc, valid_ex, p.n_items, step, epoch, clock, metrics_log
+                )
                 t0, last_log_t = t0 + dt, last_log_t + dt
             events += int(np.sum(batch["mask"] & (batch["targets"] > 0)))
             state, parts = train_step(state, place_batch(batch))
             step += 1
             if rc.train.eval_every_steps and step % rc.train.eval_every_steps == 0:
-                dt = _validate_along(state, rc, valid_ex, p.n_items, step, epoch, metrics_log)
+                clock = meta["train_seconds"] - t0  # + time.time(): training seconds so far
+                dt = _validate_along(
+                    state, rc, valid_ex, p.n_items, step, epoch, clock, metrics_log
+                )
                 t0, last_log_t = t0 + dt, last_log_t + dt
             if step % rc.train.log_every == 0:
                 _check_finite(state, parts, step, epoch, latest)
@@ -448,13 +454,17 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
     return results
 
 
-def _validate_along(state, rc: RunConfig, valid_ex, n_items: int, step, epoch, log) -> float:
+def _validate_along(
+    state, rc: RunConfig, valid_ex, n_items: int, step, epoch, clock: float, log
+) -> float:
     """Validation metrics at ``step`` for metric-vs-iteration curves
-    (``train.eval_every_steps``); returns the seconds spent, kept out of the training time."""
+    (``train.eval_every_steps``), stamped with the training seconds so far (``train_seconds``,
+    evaluation excluded: time-to-accuracy curves); returns the seconds spent, kept out of the
+    training time."""
     jax.block_until_ready(state["params"])  # pending training steps are not evaluation time
     t = time.time()
     valid = evaluate(state["params"], rc, valid_ex, n_items, "valid")
-    log.write({"step": step, "epoch": epoch} | valid)
+    log.write({"step": step, "epoch": epoch, "train_seconds": clock + t} | valid)
     return time.time() - t
 
 

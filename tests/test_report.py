@@ -241,7 +241,15 @@ def test_eval_every_steps_writes_validation_records_at_those_steps(tmp_path, tin
     assert [r["step"] for r in valid] == sorted(along + epoch_ends)
     for r in valid:
         assert r["epoch"] == max(r["step"] - 1, 0) // per_epoch
-        assert set(r) == {"step", "epoch"} | {k for k in r if k.startswith("valid/")}
+        assert set(r) - {"train_seconds"} == {"step", "epoch"} | {
+            k for k in r if k.startswith("valid/")
+        }
+    # The records along the way carry the training time so far (time-to-accuracy curves).
+    timed = [r for r in valid if "train_seconds" in r]
+    assert [r["step"] for r in timed] == along
+    seconds = [r["train_seconds"] for r in timed]
+    assert seconds[0] < 1.0 and seconds == sorted(seconds) and seconds[-1] > seconds[1] > 0
+    assert seconds[-1] <= results["train"]["seconds"] + 1e-6
     # Model selection still happens at epoch ends only.
     assert results["train"]["best_step"] in epoch_ends
 
@@ -275,3 +283,26 @@ def test_section43_sweep_declares_learning_rates_then_hidden_sizes():
     assert s43.get_config("criteo").task == "ctr" and not s43.get_config("criteo").baseline.enabled
     with pytest.raises(ValueError, match="section43 argument"):
         s43.get_config("ml1m,seeds=x")
+
+
+# ----------------------------------------------------------------------------- rating config
+
+
+def test_rating_sweep_mixes_the_recurrent_models_and_mf_on_one_split():
+    spec = importlib.util.spec_from_file_location("rt", os.path.join(ROOT, "configs/rating.py"))
+    rating = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rating)
+    runs = expand(lambda add: rating.sweep(add, "ml1m"))
+    assert len(runs) == 9 and runs[0] == {"seed": 0}  # the aGRU first: the report's reference
+    assert sum(r.get("model.cell") == "gru" for r in runs) == 3
+    assert sum(r.get("baseline.name") == "mf" and r["task"] == "baseline" for r in runs) == 3
+    base, mf = rating.get_config("ml1m"), rating.get_config("ml1m,mf")
+    assert base.task == "" and base.loss.rating_weight > 0 and base.data.split == "random"
+    assert base.train.select_metric == "valid/rmse" and base.data.dataset == "ml1m"
+    assert mf.task == "baseline" and mf.baseline.name == "mf" and mf.baseline.mf.factors > 0
+    assert mf.data.to_dict() == base.data.to_dict()  # one split for every method
+    assert rating.get_config("ml100k,gru").model.cell == "gru"
+    with pytest.raises(ValueError, match="rating argument"):
+        rating.get_config("ml1m,svd")
+    with pytest.raises(ValueError, match="every method"):
+        expand(lambda add: rating.sweep(add, "ml1m,mf"))
