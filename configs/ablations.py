@@ -65,7 +65,9 @@ def _dataset_config(dataset: str):
         c = get_session_config()
         c.data.source = "yoochoose_prepared"
         c.data.path = "data/raw/yoochoose/yoochoose-clicks-100k_train_full.txt"
-        c.train.epochs = 10
+        # 6 steps per epoch: after 10 epochs validation recall@20 was still rising steeply,
+        # so every variant trains until validation stops improving (patience 3).
+        c.train.epochs = 60
     else:  # MovieLens-100K: no durations, so only the non-duration ablations are declared
         c = get_movielens_config()
         c.data.path = "data/raw/ml-100k/u.data"

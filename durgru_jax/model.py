@@ -70,19 +70,32 @@ class DurGRU(nnx.Module):
         self.aux = _Group({"w": glorot(k_aux, (h, e))})
         if cfg.rating_head:
             self.rating = _Group(
-                {"w": glorot(k_rat, (h, e)), "b_item": jnp.zeros((n,)), "mu": jnp.zeros(())}
+                {
+                    "w": glorot(k_rat, (h, e)),
+                    "b_item": jnp.zeros((n,)),
+                    "mu": jnp.zeros(()),
+                    "w_user": jnp.ones(()),
+                }
             )
 
 
-def init_params(cfg: ModelConfig, seed: int, log_popularity: np.ndarray | None = None) -> Params:
+def init_params(
+    cfg: ModelConfig,
+    seed: int,
+    log_popularity: np.ndarray | None = None,
+    rating_mean: float | None = None,
+) -> Params:
     """A pure parameter pytree (nested dict of arrays) for `cfg`.
 
     With ``log_popularity`` (training item frequencies) the output bias starts at the centred
     log popularity, so the model starts from the most-popular ranking instead of spending its
-    first thousand Adam steps learning it through a bias that moves ~lr per step.
+    first thousand Adam steps learning it through a bias that moves ~lr per step. For the same
+    reason the rating head's ``mu`` starts at ``rating_mean`` (the training ratings' mean).
     """
     model = DurGRU(cfg, rngs=nnx.Rngs(params=seed))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    if rating_mean is not None and "rating" in params:
+        params["rating"]["mu"] = jnp.asarray(rating_mean, params["rating"]["mu"].dtype)
     if log_popularity is not None:
         lp = np.asarray(log_popularity, np.float32)
         finite = np.isfinite(lp)
@@ -189,10 +202,43 @@ def user_vector(params: Params, cfg: ModelConfig, h: Array) -> Array:
     return h @ params["out"]["proj"] if cfg.tie_output else h
 
 
-def predict_rating(params: Params, h_xH: Array, item_x: Array) -> Array:
-    """Rating of ``item`` given the state before it: ``mu + b_i + <h W_r, p_i>``."""
+# Prior count of the shrunk user offset: a user with n earlier ratings gets n / (n + 5) of
+# their mean deviation (the usual damped baseline of rating predictors).
+_RATING_SHRINK = 5.0
+
+
+def user_rating_offset(params: Params, batch: Batch) -> Array:
+    """``[B, T]``: the user's shrunk mean deviation from ``mu`` over the ratings of the inputs up
+    to and including step t (since the row's last reset): ``sum (r - mu) / (n + 5)``.
+
+    The item sequence alone cannot tell a generous rater from a harsh one; this is the
+    user-bias term of biased MF, computed causally from ratings the user has already given.
+    """
+    mu = jax.lax.stop_gradient(params["rating"]["mu"])
+    if "rating_in" not in batch:  # a batch without input ratings: no evidence, offset 0
+        return jnp.zeros(batch["mask"].shape, mu.dtype)
+    ok_BxT = (batch["rating_in_ok"] & batch["mask"]).astype(mu.dtype)
+    dev_BxT = jnp.where(ok_BxT > 0, batch["rating_in"] - mu, 0.0)
+    both = jnp.stack([dev_BxT, ok_BxT], axis=-1)
+    # Running sums restarted at the latest reset, as in `cells.static_interest`.
+    csum = jnp.cumsum(both, axis=1)
+    t_1xT = jnp.arange(both.shape[1])[None, :]
+    last_reset_BxT = jax.lax.cummax(jnp.where(batch["reset"], t_1xT, 0), axis=1)
+    base = jnp.take_along_axis(csum - both, last_reset_BxT[..., None], axis=1)
+    total_dev, count = jnp.moveaxis(csum - base, -1, 0)
+    return total_dev / (count + _RATING_SHRINK)
+
+
+def predict_rating(params: Params, h_xH: Array, item_x: Array, offset_x: Array) -> Array:
+    """Rating of ``item`` given the state before it and the user's offset
+    (`user_rating_offset`): ``mu + b_i + w_u offset + <h W_r, p_i>``."""
     r = params["rating"]
-    return r["mu"] + r["b_item"][item_x] + jnp.sum((h_xH @ r["w"]) * params["item_emb"][item_x], -1)
+    return (
+        r["mu"]
+        + r["b_item"][item_x]
+        + r["w_user"] * offset_x
+        + jnp.sum((h_xH @ r["w"]) * params["item_emb"][item_x], -1)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -484,7 +530,7 @@ def losses(
         parts["aux_loss"] = aux
         total = total + loss_cfg.aux_weight * aux
     if cfg.rating_head and loss_cfg.rating_weight > 0:
-        pred = predict_rating(params, hs, target)
+        pred = predict_rating(params, hs, target, user_rating_offset(params, batch))
         rok = valid & batch["rating_ok"]
         err = jnp.where(rok, pred - batch["rating_target"], 0.0)
         mse = jnp.sum(err**2) / jnp.maximum(jnp.sum(rok), 1)

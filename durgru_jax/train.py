@@ -117,7 +117,11 @@ def _eval_forward(params, cfg: ModelConfig, batch):
     _, h_last = model_lib.encode(params, cfg, batch)
     u = model_lib.user_vector(params, cfg, h_last)
     if cfg.rating_head:
-        rating = model_lib.predict_rating(params, h_last, batch["target"])
+        offset_BxT = model_lib.user_rating_offset(params, batch)
+        t_1xT = jnp.arange(batch["mask"].shape[1])[None, :]
+        last = jnp.max(jnp.where(batch["mask"], t_1xT, 0), axis=1)  # as `encode`'s h_last
+        offset = jnp.take_along_axis(offset_BxT, last[:, None], axis=1)[:, 0]
+        rating = model_lib.predict_rating(params, h_last, batch["target"], offset)
     else:
         rating = jnp.zeros(h_last.shape[0])
     return u, rating
@@ -279,7 +283,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
     mesh = parallel.make_mesh(rc.train.data_parallel, rc.train.model_parallel)
 
     params = model_lib.init_params(
-        rc.model, rc.seed, p.log_popularity if rc.model.init_bias_from_popularity else None
+        rc.model,
+        rc.seed,
+        p.log_popularity if rc.model.init_bias_from_popularity else None,
+        ds.train_rating_mean(p),
     )
     if mesh is not None:
         params = parallel.pad_item_tables(params, parallel.padded_rows(p.n_items + 1, mesh))

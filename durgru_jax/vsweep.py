@@ -288,7 +288,10 @@ def _init_state(r: _Run, tx: optax.GradientTransformation):
     """The run's state as `train.train_and_evaluate` builds or resumes it, and its meta."""
     rc, p = r.rc, r.prepared
     params = model_lib.init_params(
-        rc.model, rc.seed, p.log_popularity if rc.model.init_bias_from_popularity else None
+        rc.model,
+        rc.seed,
+        p.log_popularity if rc.model.init_bias_from_popularity else None,
+        ds.train_rating_mean(p),
     )
     state = {
         "params": params,

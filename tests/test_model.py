@@ -351,6 +351,7 @@ def test_losses_total_is_weighted_sum_and_finite(target):
         "w": jnp.asarray(rng.normal(size=(5, 6)).astype(np.float32)),
         "b_item": jnp.asarray(rng.normal(size=N_ITEMS + 1).astype(np.float32)),
         "mu": jnp.asarray(3.0),
+        "w_user": jnp.asarray(0.7),
     }
     lcfg = LossConfig(target=target, n_sampled=8, aux_weight=0.3, rating_weight=0.2)
     batch = _batch(B, T, seed=11, lengths=[6, 3, 5, 1])

@@ -114,6 +114,13 @@ class Prepared:
     all_past_visible: bool = False  # evaluation inputs include earlier held-out events
 
 
+def train_rating_mean(p: Prepared) -> float | None:
+    """Mean of the training ratings (``None`` without ratings): the rating head's starting
+    ``mu``. Training events only, so no held-out rating reaches the model."""
+    ok = (p.split == TRAIN) & p.rating_ok & (p.item > 0)
+    return float(p.rating[ok].mean()) if ok.any() else None
+
+
 def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
     """Runs steps 1-3 of the module docstring; windows and examples are built on demand."""
     for col in ("user", "item", "timestamp"):
@@ -351,7 +358,17 @@ def _gap_buckets(gaps: np.ndarray, edges: np.ndarray, enabled: bool) -> np.ndarr
     return np.where(np.isfinite(gaps), b, 0).astype(np.int32)
 
 
-FIELDS = ("items", "mask", "reset", "in_ctx", "tr_ctx", "dur", "dur_ok")
+FIELDS = (
+    "items",
+    "mask",
+    "reset",
+    "in_ctx",
+    "tr_ctx",
+    "dur",
+    "dur_ok",
+    "rating_in",
+    "rating_in_ok",
+)
 USER_FIELDS = ("dur_mean", "dur_std", "dur_user_ok")
 
 
@@ -367,6 +384,8 @@ def _empty(n: int, length: int, with_targets: bool) -> dict[str, np.ndarray]:
         "dur_mean": np.zeros((n, length), np.float32),
         "dur_std": np.ones((n, length), np.float32),
         "dur_user_ok": np.zeros((n, length), bool),
+        "rating_in": np.zeros((n, length), np.float32),  # the input event's own rating
+        "rating_in_ok": np.zeros((n, length), bool),
     }
     if with_targets:
         a["targets"] = np.zeros((n, length), np.int32)
@@ -446,6 +465,9 @@ def _scatter(a, p: Prepared, r, c, pos, gaps, u) -> None:
     a["dur_mean"][r, c] = p.dur_mean[u]
     a["dur_std"][r, c] = p.dur_std[u]
     a["dur_user_ok"][r, c] = p.dur_user_ok[u]
+    ok = p.rating_ok[pos]
+    a["rating_in"][r, c] = np.where(ok, p.rating[pos], 0.0)
+    a["rating_in_ok"][r, c] = ok
 
 
 def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[str, np.ndarray]:
@@ -528,7 +550,7 @@ def iterate_eval_batches(
     """Fixed-size chunks of evaluation examples: ``(inputs, hist_BxM, n_real)``; the history
     width M is rounded up to a power of two so few shapes are compiled."""
     n = len(ex["target"])
-    keys = FIELDS + USER_FIELDS + ("target",)
+    keys = [k for k in FIELDS + USER_FIELDS + ("target",) if k in ex]
     for lo in range(0, n, batch_size):
         idx = np.arange(lo, min(lo + batch_size, n))
         batch = {k: _take_pad(ex[k], idx, batch_size) for k in keys}
@@ -567,7 +589,7 @@ def iterate_eval_batches_by_length(
     lengths = np.where(mask.any(1), t - np.argmax(mask[:, ::-1], axis=1), 0)  # last real + 1
     order = np.argsort(-lengths, kind="stable")
     step = -(-t // n_shapes)
-    keys = FIELDS + USER_FIELDS + ("target",)
+    keys = [k for k in FIELDS + USER_FIELDS + ("target",) if k in ex]
     for lo in range(0, n, batch_size):
         idx = order[lo : lo + batch_size]
         width = t
