@@ -306,3 +306,28 @@ def test_rating_sweep_mixes_the_recurrent_models_and_mf_on_one_split():
         rating.get_config("ml1m,svd")
     with pytest.raises(ValueError, match="every method"):
         expand(lambda add: rating.sweep(add, "ml1m,mf"))
+
+
+def test_ranking_sweep_takes_each_methods_own_config():
+    spec = importlib.util.spec_from_file_location("rk", os.path.join(ROOT, "configs/ranking.py"))
+    ranking = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ranking)
+    runs = expand(lambda add: ranking.sweep(add, "ml1m"))
+    assert len(runs) == 4 * 3 + 2 and runs[0] == {"seed": 0}
+    sub = expand(lambda add: ranking.sweep(add, "ml1m,seeds=1,methods=agru+pop"))
+    assert sub == [{"seed": 0}, {"task": "baseline", "baseline.name": "pop", "seed": 0}]
+    # A method's row is the same run as its own config file's.
+    sasrec = ranking.get_config("ml1m,sasrec")
+    spec = importlib.util.spec_from_file_location("sr", os.path.join(ROOT, "configs/sasrec.py"))
+    own_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(own_module)
+    own = own_module.get_config("ml1m")
+    for group in ("model", "loss", "optim", "data", "eval"):
+        assert sasrec[group].to_dict() == own[group].to_dict(), group
+    assert (sasrec.train.epochs, sasrec.train.patience) == (own.train.epochs, own.train.patience)
+    itemcf = ranking.get_config("ml1m,itemcf")
+    assert itemcf.task == "baseline" and itemcf.baseline.itemcf.time_window_m == 10
+    with pytest.raises(ValueError, match="ranking argument"):
+        ranking.get_config("ml1m,bert4rec")
+    with pytest.raises(ValueError, match="not a single method"):
+        expand(lambda add: ranking.sweep(add, "ml1m,gru"))
