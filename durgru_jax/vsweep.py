@@ -392,7 +392,7 @@ def _train_group(runs: list[_Run], chunk: int | None, stop_after_epochs: int | N
                 for k, (a, e) in enumerate(zip(active, every, strict=True))
             ]
             if any(along):  # train.eval_every_steps: the untrained models start the curves
-                dt = _validate_along(runs, state, along, steps, epochs)
+                dt = _validate_along(runs, state, along, steps, epochs, t0)
                 t0, last_t = t0 + dt, [t + dt for t in last_t]
             stacked = {
                 key: np.stack([(b if b is not None else zero_batch)[key] for b in batches])
@@ -434,7 +434,7 @@ def _train_group(runs: list[_Run], chunk: int | None, stop_after_epochs: int | N
                     " ".join(f"{float(v):.4f}" for v in parts_host["loss"]),
                 )
             if any(along):
-                dt = _validate_along(runs, state, along, steps, epochs)
+                dt = _validate_along(runs, state, along, steps, epochs, t0)
                 t0, last_t = t0 + dt, [t + dt for t in last_t]
         jax.block_until_ready(state["params"])
         seconds = time.time() - t0
@@ -470,16 +470,18 @@ def _train_group(runs: list[_Run], chunk: int | None, stop_after_epochs: int | N
     ]
 
 
-def _validate_along(runs, state, which, steps, epochs) -> float:
+def _validate_along(runs, state, which, steps, epochs, t0: float) -> float:
     """Validation records of the models in ``which`` for ``train.eval_every_steps`` (as
-    `train._validate_along`); returns the seconds spent, kept out of the training time."""
+    `train._validate_along`, stamped with the group's training seconds so far, ``t0`` being
+    this epoch's start); returns the seconds spent, kept out of the training time."""
     jax.block_until_ready(state["params"])
     t = time.time()
     for k, r in enumerate(runs):
         if which[k] and not r.error:
             params = _take(state["params"], k)
             valid = train_lib.evaluate(params, r.rc, r.valid_ex, r.prepared.n_items, "valid")
-            r.log.write({"step": steps[k], "epoch": epochs[k]} | valid)
+            trained = r.meta["train_seconds"] + t - t0
+            r.log.write({"step": steps[k], "epoch": epochs[k], "train_seconds": trained} | valid)
     return time.time() - t
 
 
