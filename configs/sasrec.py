@@ -6,8 +6,12 @@
 Variants (``--config configs/sasrec.py:VARIANT``):
   * ``default``: the embedded synthetic browsing data (``configs/default.py``'s data);
   * ``ml1m``: MovieLens-1M with ``configs/ml1m.py``'s protocol (leave-one-out, rated movies
-    excluded from the ranking) and SASRec's ML-1M hyper-parameters: width 50, 2 blocks,
-    1 head, dropout 0.2, 200 events of history, Adam lr 1e-3, batch 128;
+    excluded from the ranking) and SASRec's ML-1M hyper-parameters (width 50, 2 blocks,
+    1 head, dropout 0.2, 200 events of history) except Adam lr 5e-3 and batch 32 instead of
+    1e-3 and 128: with the full softmax, 1e-3 / 128 sat at the popularity level for the
+    first ~200 steps, and 5e-3 / 32 was best on the ML-1M sample's validation curves (test
+    HR@10 0.298 / NDCG@10 0.173 at early stop, README); ``--config.optim.learning_rate=1e-3
+    --config.train.batch_size=128`` restores the paper's;
   * ``ml100k``: MovieLens-100K, same model and protocol.
 
 SASRec's loss (one sampled negative per step, binary cross-entropy) is replaced by the
@@ -58,4 +62,8 @@ def get_config(variant: str = "default"):
         c.train.patience = 3
     else:
         raise ValueError(f"unknown variant {variant!r}: default | ml1m | ml100k")
-    return _sasrec(c)
+    c = _sasrec(c)
+    if variant == "ml1m":
+        c.optim.learning_rate = 5e-3  # chosen on validation (see the docstring)
+        c.train.batch_size = 32
+    return c
