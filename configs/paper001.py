@@ -21,7 +21,7 @@ import os
 
 import ml_collections
 
-from durgru_jax.base_config import get_base_config
+from durgru_jax.base_config import get_base_config, set_overrides
 from durgru_jax.baselines import use_dataset
 
 METHODS = {
@@ -66,13 +66,7 @@ def get_config(method: str = "agru"):
     i.select_k = (10, 20, 50, 100)  # k chosen on validation
     i.select_metric = "valid/topn_recall@10"  # the validation metric of that choice
     i.block_rows = 1024  # similarity rows computed at once
-    for key, value in METHODS[method].items():
-        *parents, leaf = key.split(".")
-        node = c
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
+    return set_overrides(c, METHODS[method])
 
 
 def sweep(add):

@@ -16,10 +16,11 @@ m = 10 events, k chosen on validation) enter as the method's overrides, so a row
 same run as that config's.
 """
 
-import importlib.util
 import os
 
 import ml_collections
+
+from durgru_jax.base_config import load_config_file, set_overrides
 
 DATASETS = ("ml1m", "ml100k")
 METHOD_NAMES = ("agru", "gru", "sasrec", "adpr", "itemcf", "pop")
@@ -27,11 +28,7 @@ TRAINED = ("agru", "gru", "sasrec", "adpr")  # seeded; the two baselines are det
 
 
 def _load(name: str):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_ranking_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
 
 
 def _flat(d, prefix=""):
@@ -87,13 +84,7 @@ def method_overrides(dataset: str, method: str) -> dict:
 def get_config(arg: str = "ml1m"):
     dataset, method, _, _ = _parse(arg)
     c = _base(dataset)
-    for key, value in method_overrides(dataset, method).items():
-        *parents, leaf = key.split(".")
-        node = c
-        for p in parents:
-            node = node[p]
-        node[leaf] = tuple(value) if isinstance(value, list) else value
-    return c
+    return set_overrides(c, method_overrides(dataset, method))
 
 
 def sweep(add, arg: str = ""):

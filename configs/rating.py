@@ -13,10 +13,11 @@ epoch) with the lowest validation RMSE gives the test figures. MovieLens has no 
 duration factor is neutral. The sweep runs every method with seeds 0-2.
 """
 
-import importlib.util
 import os
 
 import ml_collections
+
+from durgru_jax.base_config import load_config_file, set_overrides
 
 DATASETS = ("ml1m", "ml100k")
 METHODS = {
@@ -43,11 +44,7 @@ def _parse(arg: str) -> tuple[str, str]:
 
 
 def _load(name: str):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_rating_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
 
 
 def get_config(arg: str = "ml1m"):
@@ -63,13 +60,7 @@ def get_config(arg: str = "ml1m"):
     c.baseline = b = ml_collections.ConfigDict()
     b.name = "mf"  # used when task = "baseline"
     b.mf = ml_collections.ConfigDict(mf_defaults.mf.to_dict())  # factors, reg, lr, epochs, ...
-    for key, value in METHODS[method].items():
-        *parents, leaf = key.split(".")
-        node = c
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
+    return set_overrides(c, METHODS[method])
 
 
 def sweep(add, arg: str = ""):

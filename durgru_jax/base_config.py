@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 
@@ -198,3 +201,28 @@ def get_movielens_config(variant: str = "default") -> ml_collections.ConfigDict:
     elif variant != "default":
         raise ValueError(f"unknown MovieLens variant {variant!r}: default | gru4rec | rating")
     return c
+
+
+def set_overrides(c: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+    """Sets dotted ``{"group.key": value}`` overrides in place (a sweep's or a variant's);
+    returns ``c``. An unknown key raises, as a mistyped ``--config.x=y`` does."""
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node[p]
+        if leaf not in node:
+            raise KeyError(f"override {key!r}: no such config field")
+        node[leaf] = tuple(value) if isinstance(value, list) else value
+    return c
+
+
+def load_config_file(path: str):
+    """The module of a config file (``configs/NAME.py``), for configs built from others."""
+    name = "_durgru_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"cannot load config file {path!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

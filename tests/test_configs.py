@@ -87,3 +87,12 @@ def test_ablation_sweep_declares_each_variant_per_dataset():
     assert c.loss.aux_weight == 0.0 and c.data.source == "yoochoose_prepared"
     with pytest.raises(ValueError, match="unknown ablation argument"):
         module.get_config("nope")
+
+
+def test_set_overrides_sets_dotted_keys_and_rejects_unknown_ones():
+    from durgru_jax.base_config import get_base_config, set_overrides
+
+    c = set_overrides(get_base_config(), {"model.cell": "gru", "eval.ks": [5, 10]})
+    assert c.model.cell == "gru" and c.eval.ks == (5, 10)
+    with pytest.raises(KeyError, match="model.celll"):
+        set_overrides(c, {"model.celll": "gru"})
