@@ -179,11 +179,16 @@ def encode(
 
     _, hs = cells.run_cell(step, h0, xs, mask, reset, unroll=cfg.scan_unroll)
     # The representation after the last real event (what predicts the next one).
-    t_idx = jnp.arange(mask.shape[1])[None, :]
-    last = jnp.max(jnp.where(mask, t_idx, -1), axis=1)
+    last = last_step(mask)
     h_last = jnp.take_along_axis(hs, jnp.maximum(last, 0)[:, None, None], axis=1)[:, 0]
     h_last = jnp.where((last >= 0)[:, None], h_last, 0.0)
     return _dropout(hs, cfg.dropout, k_out), h_last
+
+
+def last_step(mask_BxT: Array) -> Array:
+    """``[B]``: the index of each row's last real step (-1 for an empty row)."""
+    t_1xT = jnp.arange(mask_BxT.shape[1])[None, :]
+    return jnp.max(jnp.where(mask_BxT, t_1xT, -1), axis=1)
 
 
 def score_factors(params: Params, cfg: ModelConfig) -> tuple[Array, Array]:

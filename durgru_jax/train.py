@@ -118,8 +118,7 @@ def _eval_forward(params, cfg: ModelConfig, batch):
     u = model_lib.user_vector(params, cfg, h_last)
     if cfg.rating_head:
         offset_BxT = model_lib.user_rating_offset(params, batch)
-        t_1xT = jnp.arange(batch["mask"].shape[1])[None, :]
-        last = jnp.max(jnp.where(batch["mask"], t_1xT, 0), axis=1)  # as `encode`'s h_last
+        last = jnp.maximum(model_lib.last_step(batch["mask"]), 0)  # the step of `h_last`
         offset = jnp.take_along_axis(offset_BxT, last[:, None], axis=1)[:, 0]
         rating = model_lib.predict_rating(params, h_last, batch["target"], offset)
     else:

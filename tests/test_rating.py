@@ -131,3 +131,31 @@ def test_offset_moves_the_prediction_of_a_harsh_and_a_generous_rater():
     off = model_lib.user_rating_offset(params, batch)[:, -1]
     pred = model_lib.predict_rating(params, jnp.zeros((2, 2)), jnp.array([2, 2]), off)
     np.testing.assert_allclose(pred, [3.0 + 6 / 8, 3.0 - 6 / 8], rtol=1e-6)
+
+
+def test_evaluation_reads_the_offset_at_each_rows_last_real_step():
+    from durgru_jax.config import ModelConfig
+    from durgru_jax.train import _eval_forward
+
+    cfg = ModelConfig(
+        cell="gru", duration_mode="none", embed_dim=4, hidden_dim=3, dropout=0.0, n_items=6,
+        rating_head=True,
+    )  # fmt: skip
+    params = model_lib.init_params(cfg, seed=0, rating_mean=3.0)
+    assert float(params["rating"]["mu"]) == 3.0
+    params["rating"]["w_user"] = jnp.asarray(2.0)
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], bool)
+    batch = {
+        "items": np.where(mask, [[1, 2, 3, 4], [5, 6, 1, 2]], 0).astype(np.int32),
+        "mask": mask,
+        "reset": np.eye(1, 4, 0, dtype=bool).repeat(2, 0),
+        "rating_in": np.where(mask, [[5.0, 5.0, 5.0, 1.0], [1.0, 1.0, 1.0, 1.0]], 0.0),
+        "rating_in_ok": mask,
+        "target": np.array([4, 3], np.int32),
+    }
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    _, rating = _eval_forward(params, cfg, batch)
+    without = dict(batch, rating_in_ok=jnp.zeros_like(batch["rating_in_ok"]))
+    _, base = _eval_forward(params, cfg, without)
+    # Row 0: three 5s after mu 3 -> 6 / 8; row 1: one 1 -> -2 / 6; the padded 1 never counts.
+    np.testing.assert_allclose(np.asarray(rating - base), [2 * 6 / 8, 2 * -2 / 6], rtol=1e-5)
