@@ -21,7 +21,8 @@ import numpy as np
 from durgru_jax import bench
 from durgru_jax import model as model_lib
 from durgru_jax.config import from_config
-from durgru_jax.train import evaluate, make_optimizer, make_train_step
+from durgru_jax.evaluate import evaluate
+from durgru_jax.train import make_optimizer, make_train_step
 
 
 def _config(variant):

@@ -27,13 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from durgru_jax import evaluate as evaluate_lib
 from durgru_jax import model as model_lib
-from durgru_jax import train as train_lib
 from durgru_jax.config import from_config
 from durgru_jax.ctr.bench import peak_rss_bytes
 from durgru_jax.data import dataset as ds
+from durgru_jax.evaluate import evaluate
 from durgru_jax.metrics import rank_and_topk
-from durgru_jax.train import evaluate, make_optimizer, make_train_step
+from durgru_jax.train import make_optimizer, make_train_step
 
 F32_BYTES = 4
 
@@ -201,7 +202,7 @@ def run(config, workdir: str) -> dict:
     item_chunk = min(rc.eval.item_chunk, n_items + 1)
     # Compile time of the two jitted evaluation functions, on one full-width batch.
     batch0, hist0, _ = next(ds.iterate_eval_batches(examples, eb))
-    fwd_compile_s, _ = _compile_seconds(train_lib._eval_forward, params, rc.model, batch0)
+    fwd_compile_s, _ = _compile_seconds(evaluate_lib._eval_forward, params, rc.model, batch0)
     v, c = model_lib.score_factors(params, rc.model)
     u0 = jnp.zeros((eb, v.shape[0]), v.dtype)
     rank_compile_s, _ = _compile_seconds(

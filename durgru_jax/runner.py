@@ -10,7 +10,8 @@ import re
 import ml_collections
 from absl import logging
 
-from durgru_jax.train import _write_json, train_and_evaluate
+from durgru_jax.run_lib import write_json
+from durgru_jax.train import train_and_evaluate
 
 
 def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
@@ -81,7 +82,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         sub = train_and_evaluate(child, os.path.join(workdir, "compare", _slug(spec)))
         comparisons[spec] = {"metrics": sub["metrics"], "train": sub["train"]}
     results["comparisons"] = comparisons
-    _write_json(os.path.join(workdir, "results.json"), results)
+    write_json(os.path.join(workdir, "results.json"), results)
     logging.info(
         "comparisons: %s",
         json.dumps({k: v["metrics"].get("test/ndcg@10") for k, v in comparisons.items()}),

@@ -16,13 +16,10 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,19 +30,19 @@ from absl import logging
 
 from durgru_jax import model as model_lib
 from durgru_jax import parallel
-from durgru_jax.config import ModelConfig, RunConfig, from_config
+from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
-from durgru_jax.metrics import (
-    rank_and_topk,
-    ranking_metrics,
-    rating_metrics,
-    user_topn_metrics,
+from durgru_jax.evaluate import evaluate, evaluate_popularity
+from durgru_jax.run_lib import (
+    Jsonl,
+    NonFiniteLossError,
+    eta,
+    higher_is_better,
+    jsonable,
+    non_finite_message,
+    write_json,
 )
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or Inf loss."""
 
 
 def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
@@ -112,132 +109,6 @@ def make_train_step(
     return jax.jit(step_fn, donate_argnums=0, **jit_kw)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _eval_forward(params, cfg: ModelConfig, batch):
-    _, h_last = model_lib.encode(params, cfg, batch)
-    u = model_lib.user_vector(params, cfg, h_last)
-    if cfg.rating_head:
-        offset_BxT = model_lib.user_rating_offset(params, batch)
-        last = jnp.maximum(model_lib.last_step(batch["mask"]), 0)  # the step of `h_last`
-        offset = jnp.take_along_axis(offset_BxT, last[:, None], axis=1)[:, 0]
-        rating = model_lib.predict_rating(params, h_last, batch["target"], offset)
-    else:
-        rating = jnp.zeros(h_last.shape[0])
-    return u, rating
-
-
-def evaluate(
-    params, rc: RunConfig, examples: Mapping[str, np.ndarray], n_items: int, prefix: str
-) -> dict[str, float]:
-    """Full-ranking metrics (and RMSE/MAE with a rating head) of ``params`` on ``examples``."""
-    params = parallel.local_params(params, rc.model.n_items + 1)  # params of a mesh: gathered
-    v, c = model_lib.score_factors(params, rc.model)
-    # Users by input length, each batch cut after its longest input (exact for the recurrent
-    # cells); results stay on device until all batches are queued, so the host prepares the
-    # next batch while the device runs this one.
-    outs, order = [], []
-    trim = rc.model.cell in ("gru", "agru")
-    for batch, hist, idx in ds.iterate_eval_batches_by_length(
-        examples, rc.eval.batch_size, trim_time=trim
-    ):
-        u, rating = _eval_forward(params, rc.model, batch)
-        outs.append((*_rank(u, v, c, batch["target"], hist, rc, n_items), rating))
-        order.append(idx)
-    back = np.argsort(np.concatenate(order)) if order else None
-
-    def gathered(i):  # output i of every batch, in the examples' order
-        parts = [np.asarray(o[i])[: len(ix)] for o, ix in zip(outs, order, strict=True)]
-        return [np.concatenate(parts)[back]] if parts else []
-
-    ranks, tops, preds = gathered(0), gathered(1), gathered(2)
-    return _collect(examples, ranks, tops, preds, rc, n_items, prefix, rc.model.rating_head)
-
-
-def _rank(u, v, c, target, hist, rc: RunConfig, n_items: int):
-    return rank_and_topk(
-        u,
-        v,
-        c,
-        jnp.asarray(target),
-        jnp.asarray(hist),
-        n_items=n_items,
-        kmax=max(rc.eval.ks),
-        item_chunk=min(rc.eval.item_chunk, n_items + 1),
-        exclude_history=rc.eval.exclude_history,
-    )
-
-
-def _collect(examples, ranks, tops, preds, rc, n_items, prefix, with_rating):
-    n = len(examples["target"])
-    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
-    top = np.concatenate(tops) if tops else np.zeros((0, max(rc.eval.ks)), np.int64)
-    out = ranking_metrics(rank, top, examples["user"][:n], rc.eval.ks, n_items, prefix)
-    if rc.eval.user_topn:
-        out.update(
-            user_topn_metrics(
-                top, examples["user"][:n], examples["target"][:n], rc.eval.ks, n_items, prefix
-            )
-        )
-    if with_rating:
-        ok = examples["target_rating_ok"]
-        pred = np.concatenate(preds) if preds else np.zeros(0)
-        out.update(rating_metrics(pred[ok], examples["target_rating"][ok], prefix))
-    return out
-
-
-def evaluate_popularity(
-    log_popularity: np.ndarray, rc: RunConfig, examples, n_items: int, prefix: str
-) -> dict[str, float]:
-    """The most-popular ranking (training frequency), through the same evaluation code."""
-    v = jnp.asarray(log_popularity)[None, :]
-    v = jnp.where(jnp.isfinite(v), v, -1e30)
-    c = jnp.zeros(v.shape[1])
-    ranks, tops = [], []
-    for batch, hist, n in ds.iterate_eval_batches(examples, rc.eval.batch_size):
-        u = jnp.ones((len(batch["target"]), 1))
-        rank, top = _rank(u, v, c, batch["target"], hist, rc, n_items)
-        ranks.append(np.asarray(rank)[:n])
-        tops.append(np.asarray(top)[:n])
-    return _collect(examples, ranks, tops, [], rc, n_items, prefix, False)
-
-
-class _Jsonl:
-    def __init__(self, path: str):
-        self.path = path
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        if not parallel.is_primary():
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(_jsonable(record)) + "\n")
-
-
-def _jsonable(x):
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.generic, jax.Array)):
-        return np.asarray(x).item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
-
-
-def _write_json(path: str, obj) -> None:
-    if not parallel.is_primary():  # multi-host: process 0 writes
-        return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def _eta(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = None) -> dict:
     """Trains, selects on validation, evaluates on test; returns the results dict.
 
@@ -246,12 +117,12 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
     """
     os.makedirs(workdir, exist_ok=True)
     cfg_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    _write_json(os.path.join(workdir, "config.json"), cfg_dict)
-    metrics_log = _Jsonl(os.path.join(workdir, "metrics.jsonl"))
+    write_json(os.path.join(workdir, "config.json"), cfg_dict)
+    metrics_log = Jsonl(os.path.join(workdir, "metrics.jsonl"))
 
     prepared = load_prepared(config.data, seed=int(config.seed))
     p = prepared
-    logging.info("data: %s", json.dumps(_jsonable(p.info)))
+    logging.info("data: %s", json.dumps(jsonable(p.info)))
     if not p.has_durations and config.model.duration_mode != "none":
         logging.warning(
             "the data has no durations (source: %s): every duration factor is neutral "
@@ -361,7 +232,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
                 now = time.time()
                 rate = (events - last_log_events) / max(now - last_log_t, 1e-9)
                 done_steps = step - epoch * steps_per_epoch
-                eta = (now - t0) / max(done_steps, 1) * (total_steps - step)
+                remaining = (now - t0) / max(done_steps, 1) * (total_steps - step)
                 record = {k: float(v) for k, v in parts.items()}
                 logging.info(
                     "step %d/%d epoch %d loss %.4f %s events/s ETA %s",
@@ -370,7 +241,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
                     epoch,
                     record["loss"],
                     f"{rate:,.0f}",
-                    _eta(eta),
+                    eta(remaining),
                 )
                 metrics_log.write(
                     {"step": step, "epoch": epoch, "events_per_second": rate}
@@ -390,7 +261,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
             if sel not in valid:
                 raise KeyError(f"config.train.select_metric={sel!r} is not among {sorted(valid)}")
             logging.info("epoch %d step %d %s %.4f", epoch, step, sel, valid[sel])
-            score = valid[sel] if _higher_is_better(sel) else -valid[sel]
+            score = valid[sel] if higher_is_better(sel) else -valid[sel]
             if score > meta["best_metric"]:
                 meta.update(best_metric=score, best_epoch=epoch, bad_epochs=0)
                 # A run killed between the two saves re-evaluates this epoch on resume.
@@ -453,7 +324,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         "data": p.info,
         "model": dataclasses.asdict(rc.model),
     }
-    _write_json(os.path.join(workdir, "results.json"), results)
+    write_json(os.path.join(workdir, "results.json"), results)
     metrics_log.write({"step": int(state["step"]), "final": True} | metrics)
     latest.close()
     best.close()
@@ -474,22 +345,11 @@ def _validate_along(
     return time.time() - t
 
 
-def _higher_is_better(metric: str) -> bool:
-    """Error metrics (RMSE, MAE, log loss) are minimised, ranking metrics maximised."""
-    return metric.split("/")[-1].split("@")[0] not in ("rmse", "mae", "logloss")
-
-
 def _check_finite(state, parts, step: int, epoch: int, latest: ocp.CheckpointManager) -> None:
     if bool(state["finite"]):
         return
-    kept = latest.latest_step()
-    where = (
-        f"the last good checkpoint (step {kept}) is kept in {latest.directory}"
-        if kept is not None
-        else "no checkpoint had been written yet"
-    )
     raise NonFiniteLossError(
-        f"non-finite training loss by step {step} (epoch {epoch}; last loss "
-        f"{float(parts['loss'])}); stopped without saving the broken state: {where}. "
-        "Try a lower optim.learning_rate or optim.clip_norm > 0."
+        non_finite_message(
+            step, epoch, float(parts["loss"]), latest.latest_step(), latest.directory
+        )
     )

@@ -43,8 +43,9 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from durgru_jax import evaluate as evaluate_lib
 from durgru_jax import model as model_lib
-from durgru_jax import parallel
+from durgru_jax import parallel, run_lib
 from durgru_jax import train as train_lib
 from durgru_jax.config import OptimConfig, RunConfig, from_config
 from durgru_jax.data import dataset as ds
@@ -185,9 +186,9 @@ def _setup(config, workdir: str | None) -> _Run:
     """Data and typed config of a run; its files and checkpoint managers if ``workdir``."""
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)
-        train_lib._write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        run_lib.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     p = load_prepared(config.data, seed=int(config.seed))
-    logging.info("data: %s", json.dumps(train_lib._jsonable(p.info)))
+    logging.info("data: %s", json.dumps(run_lib.jsonable(p.info)))
     rating_head = p.has_ratings and float(config.loss.rating_weight) > 0
     agru = config.model.cell == "agru"
     rc = from_config(
@@ -216,7 +217,7 @@ def _setup(config, workdir: str | None) -> _Run:
     if workdir is not None:
         options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
         ckpt_dir = os.path.abspath(os.path.join(workdir, "ckpt"))
-        run.log = train_lib._Jsonl(os.path.join(workdir, "metrics.jsonl"))
+        run.log = run_lib.Jsonl(os.path.join(workdir, "metrics.jsonl"))
         run.latest = ocp.CheckpointManager(os.path.join(ckpt_dir, "latest"), options=options)
         run.best = ocp.CheckpointManager(os.path.join(ckpt_dir, "best"), options=options)
     return run
@@ -280,7 +281,7 @@ def train_and_evaluate_many(
             r.best.close()
     failed = [r for r in runs if r.error]
     if failed:
-        raise train_lib.NonFiniteLossError("; ".join(f"{r.workdir}: {r.error}" for r in failed))
+        raise run_lib.NonFiniteLossError("; ".join(f"{r.workdir}: {r.error}" for r in failed))
     return results  # type: ignore[return-value]
 
 
@@ -479,7 +480,7 @@ def _validate_along(runs, state, which, steps, epochs, t0: float) -> float:
     for k, r in enumerate(runs):
         if which[k] and not r.error:
             params = _take(state["params"], k)
-            valid = train_lib.evaluate(params, r.rc, r.valid_ex, r.prepared.n_items, "valid")
+            valid = evaluate_lib.evaluate(params, r.rc, r.valid_ex, r.prepared.n_items, "valid")
             trained = r.meta["train_seconds"] + t - t0
             r.log.write({"step": steps[k], "epoch": epochs[k], "train_seconds": trained} | valid)
     return time.time() - t
@@ -508,12 +509,14 @@ def _end_of_epoch(r: _Run, state_k, step: int, epoch: int, events: int, seconds:
     meta["epoch"] = epoch
     stop = bool(rc.train.max_steps and step >= rc.train.max_steps)
     if (epoch + 1) % rc.train.eval_every_epochs == 0 or stop or epoch + 1 == rc.train.epochs:
-        valid = train_lib.evaluate(state_k["params"], rc, r.valid_ex, r.prepared.n_items, "valid")
+        valid = evaluate_lib.evaluate(
+            state_k["params"], rc, r.valid_ex, r.prepared.n_items, "valid"
+        )
         r.log.write({"step": step, "epoch": epoch} | valid)
         if sel not in valid:
             raise KeyError(f"config.train.select_metric={sel!r} is not among {sorted(valid)}")
         logging.info("%s: epoch %d step %d %s %.4f", r.workdir, epoch, step, sel, valid[sel])
-        score = valid[sel] if train_lib._higher_is_better(sel) else -valid[sel]
+        score = valid[sel] if run_lib.higher_is_better(sel) else -valid[sel]
         if score > meta["best_metric"]:
             meta.update(best_metric=score, best_epoch=epoch, bad_epochs=0)
             if r.best.latest_step() != step:
@@ -538,11 +541,13 @@ def _finish(r: _Run, state_k, abstract) -> dict:
     else:
         params = state_k["params"]
     metrics = {}
-    metrics.update(train_lib.evaluate(params, rc, r.valid_ex, p.n_items, "valid"))
-    metrics.update(train_lib.evaluate(params, rc, r.test_ex, p.n_items, "test"))
+    metrics.update(evaluate_lib.evaluate(params, rc, r.valid_ex, p.n_items, "valid"))
+    metrics.update(evaluate_lib.evaluate(params, rc, r.test_ex, p.n_items, "test"))
     pop = {}
-    pop.update(train_lib.evaluate_popularity(p.log_popularity, rc, r.valid_ex, p.n_items, "valid"))
-    pop.update(train_lib.evaluate_popularity(p.log_popularity, rc, r.test_ex, p.n_items, "test"))
+    pop.update(
+        evaluate_lib.evaluate_popularity(p.log_popularity, rc, r.valid_ex, p.n_items, "valid")
+    )
+    pop.update(evaluate_lib.evaluate_popularity(p.log_popularity, rc, r.test_ex, p.n_items, "test"))
     results = {
         "metrics": metrics,
         "train": {
@@ -559,7 +564,7 @@ def _finish(r: _Run, state_k, abstract) -> dict:
         "data": p.info,
         "model": dataclasses.asdict(rc.model),
     }
-    train_lib._write_json(os.path.join(r.workdir, "results.json"), results)
+    run_lib.write_json(os.path.join(r.workdir, "results.json"), results)
     r.log.write({"step": int(state_k["step"]), "final": True} | metrics)
     return results
 
@@ -596,7 +601,7 @@ def run_many(
             comp[spec] = {"metrics": sub["metrics"], "train": sub["train"]}
     for res, comp, w in zip(results, comparisons, workdirs, strict=True):
         res["comparisons"] = comp
-        train_lib._write_json(os.path.join(w, "results.json"), res)
+        run_lib.write_json(os.path.join(w, "results.json"), res)
     return results
 
 
@@ -702,11 +707,11 @@ def benchmark(
     if not shapes_only:
         params = states["single"]["params"]
         ev = [r0.rc, r0.valid_ex, r0.prepared.n_items, "valid"]
-        train_lib.evaluate(params, *ev)  # compiles
+        evaluate_lib.evaluate(params, *ev)  # compiles
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            train_lib.evaluate(params, *ev)
+            evaluate_lib.evaluate(params, *ev)
             times.append(time.perf_counter() - t)
         valid_s = float(np.median(times))
         out["valid_seconds_per_model"] = valid_s
@@ -741,7 +746,7 @@ def main(argv) -> None:
     out = flags.DEFINE_string("out", "", "Also write the JSON here.")
     flags.FLAGS(sys.argv)
     result = benchmark(config.value, k.value, rounds.value, [int(c) for c in chunks.value])
-    text = json.dumps(train_lib._jsonable(result), indent=2)
+    text = json.dumps(run_lib.jsonable(result), indent=2)
     print(text)
     if out.value:
         with open(out.value, "w") as f:

@@ -20,7 +20,7 @@ from durgru_jax.data import dataset as ds
 from durgru_jax.data import synthetic
 from durgru_jax.data.dataset import TRAIN, PrepConfig, prepare
 from durgru_jax.data.sources import load_prepared
-from durgru_jax.train import evaluate_popularity
+from durgru_jax.evaluate import evaluate_popularity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -135,7 +135,7 @@ def test_offset_moves_the_prediction_of_a_harsh_and_a_generous_rater():
 
 def test_evaluation_reads_the_offset_at_each_rows_last_real_step():
     from durgru_jax.config import ModelConfig
-    from durgru_jax.train import _eval_forward
+    from durgru_jax.evaluate import _eval_forward
 
     cfg = ModelConfig(
         cell="gru", duration_mode="none", embed_dim=4, hidden_dim=3, dropout=0.0, n_items=6,

@@ -15,7 +15,7 @@ from durgru_jax import bench, cells
 from durgru_jax import model as model_lib
 from durgru_jax.config import from_config
 from durgru_jax.data import dataset as ds
-from durgru_jax.train import evaluate
+from durgru_jax.evaluate import evaluate
 
 
 @pytest.mark.parametrize("chunk_elements", [64, 1 << 20])  # many padded chunks / one chunk
@@ -107,7 +107,7 @@ def test_sorted_trimmed_evaluation_equals_plain_batches(tiny_config):
     ex = _examples(np.random.default_rng(1), 30, t, n_items)
     got = evaluate(params, rc, ex, n_items, "e")
     # The plain way: examples in order, full width, one batch at a time.
-    from durgru_jax.train import _collect, _eval_forward, _rank
+    from durgru_jax.evaluate import _collect, _eval_forward, _rank
 
     v, c = model_lib.score_factors(params, rc.model)
     ranks, tops, preds = [], [], []

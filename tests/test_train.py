@@ -277,7 +277,7 @@ def test_movielens_ratings_with_rating_head(tmp_path, tiny_config) -> None:
 
 
 def test_error_metrics_are_minimised_in_model_selection() -> None:
-    from durgru_jax.train import _higher_is_better
+    from durgru_jax.run_lib import higher_is_better as _higher_is_better
 
     assert _higher_is_better("valid/ndcg@10")
     assert _higher_is_better("valid/recall@20")

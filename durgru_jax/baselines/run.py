@@ -45,7 +45,7 @@ from durgru_jax.metrics import (
     rating_metrics,
     user_topn_metrics,
 )
-from durgru_jax.train import _higher_is_better, _write_json
+from durgru_jax.run_lib import higher_is_better, write_json
 
 NAMES = ("pop", "itemcf", "mf")
 Factors = Callable[[np.ndarray, int], tuple]
@@ -206,7 +206,7 @@ def _fit_and_eval_itemcf(p, ex, eval_cfg, cfg: itemcf_lib.ItemCFConfig, drop_unk
     extra = {"n_neighbors": cfg.n_neighbors}
     k = cfg.n_neighbors
     if cfg.select_k:
-        sel, higher = cfg.select_metric, _higher_is_better(cfg.select_metric)
+        sel, higher = cfg.select_metric, higher_is_better(cfg.select_metric)
         scores = {}
         for cand in cfg.select_k:
             scores[int(cand)] = rank(model.matrix(int(cand)), "valid").get(sel, float("nan"))
@@ -278,7 +278,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Fits and evaluates ``config.baseline``; writes and returns ``results.json``'s dict."""
     name, cfg = baseline_config(config)
     os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    write_json(os.path.join(workdir, "config.json"), config.to_dict())
     eval_kw = _plain(config.eval)
     eval_kw["ks"] = tuple(int(k) for k in eval_kw.get("ks", (5, 10, 20)))
     eval_cfg = dataclasses.asdict(EvalConfig(**eval_kw))  # checked like the main model's
@@ -314,7 +314,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "baseline": name,
         "baseline_config": dataclasses.asdict(cfg) if cfg is not None else {},
     }
-    _write_json(os.path.join(workdir, "results.json"), results)
+    write_json(os.path.join(workdir, "results.json"), results)
     logging.info(
         "baseline %s: test hr@10 %.4f ndcg@10 %.4f (fit %.1f s, eval %.1f s)",
         name,

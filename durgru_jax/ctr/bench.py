@@ -87,7 +87,7 @@ def measure(path: str, cache_dir: str, options: dict) -> dict:
 
 
 def run(config, workdir: str) -> dict:
-    from durgru_jax.train import _write_json  # jax: not needed by the measured subprocess
+    from durgru_jax.run_lib import write_json  # jax: not needed by the measured subprocess
 
     b, d = config.bench, config.data
     os.makedirs(workdir, exist_ok=True)
@@ -147,7 +147,7 @@ def run(config, workdir: str) -> dict:
         },
         "options": options,
     }
-    _write_json(os.path.join(workdir, "criteo_bench.json"), result)
+    write_json(os.path.join(workdir, "criteo_bench.json"), result)
     logging.info(
         "criteo bench: %d rows, %.0f rows/s (%.0f per CPU-second), peak RSS %.2f GiB, "
         "cache %.0fx faster",

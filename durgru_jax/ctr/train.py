@@ -38,7 +38,8 @@ from absl import logging
 from durgru_jax.ctr import criteo
 from durgru_jax.ctr import model as ctr_model
 from durgru_jax.ctr.metrics import ctr_metrics
-from durgru_jax.train import NonFiniteLossError, _eta, _Jsonl, _write_json, make_optimizer
+from durgru_jax.run_lib import Jsonl, NonFiniteLossError, eta, write_json
+from durgru_jax.train import make_optimizer
 
 
 def prepare_from_config(config) -> criteo.Prepared:
@@ -102,7 +103,7 @@ def fit(
     valid_cap: int,
     log_every: int,
     time_budget_s: float,
-    metrics_log: _Jsonl,
+    metrics_log: Jsonl,
     l2: float = 0.0,
 ) -> dict:
     """Minibatch training with early stopping on validation AUC.
@@ -190,7 +191,7 @@ def fit(
                 rate = (events - last_events) / max(now - last_t, 1e-9)
                 logging.info("%s: step %d/%d epoch %d loss %.4f %s events/s ETA %s", name, step,
                              total, epoch, loss, f"{rate:,.0f}",
-                             _eta((now - t_start) / step * (total - step)))  # fmt: skip
+                             eta((now - t_start) / step * (total - step)))  # fmt: skip
                 metrics_log.write(
                     {"model": name, "step": step, "epoch": epoch, "train/loss": loss,
                      "events_per_second": rate}
@@ -252,8 +253,8 @@ def run(config, workdir: str) -> dict:
 
         return bench.run(config, workdir)
     os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    metrics_log = _Jsonl(os.path.join(workdir, "metrics.jsonl"))
+    write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    metrics_log = Jsonl(os.path.join(workdir, "metrics.jsonl"))
     t0 = time.time()
     prepared = prepare_from_config(config)
     prep_seconds = time.time() - t0
@@ -355,6 +356,6 @@ def run(config, workdir: str) -> dict:
         "model": {k: v for k, v in vars(mcfg).items() if k != "vocab_sizes"}
         | {"duration_factor": "not applicable: Criteo has no durations"},
     }
-    _write_json(os.path.join(workdir, "results.json"), results)
+    write_json(os.path.join(workdir, "results.json"), results)
     metrics_log.write({"model": "model", "step": fitted["train"]["steps"], "final": True} | metrics)
     return results
