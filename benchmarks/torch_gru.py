@@ -1,4 +1,4 @@
-"""A straightforward PyTorch ``nn.GRU`` next-item model on the bench's shapes (issue 5's peer).
+"""A straightforward PyTorch ``nn.GRU`` next-item model on the bench's shapes (the speed peer).
 
 Not part of the package and not a dependency: install a CPU build of torch beside it
 (``pip install torch==2.13.0``) to run it.

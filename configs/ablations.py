@@ -1,4 +1,4 @@
-"""Ablations of the full model, as variants of one config (issue 4).
+"""Ablations of the full model, as variants of one config.
 
 One variant: ``python launch.py --config configs/ablations.py:no_duration --workdir W``.
 All variants x 3 seeds: ``python launch.py --config configs/ablations.py --sweep --workdir W``.

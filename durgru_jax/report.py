@@ -1,4 +1,4 @@
-"""Sweep directories as a Markdown report with tables and PNG figures (issue 4, item 4).
+"""Sweep directories as a Markdown report with tables and PNG figures.
 
 ``python launch.py --report W [--report_baseline=GROUP]`` reads the sweep in ``W``
 (``sweep.json``, ``summary.csv`` and each run's ``config.json``, ``results.json`` and

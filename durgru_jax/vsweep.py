@@ -1,5 +1,5 @@
 """Vectorised sweeps: K runs that differ only in ``seed`` and ``optim.learning_rate`` train as
-one ``jax.vmap``-ed, jitted train step over K stacked parameter sets (issue 5, item 6).
+one ``jax.vmap``-ed, jitted train step over K stacked parameter sets.
 
 Each of the K models computes exactly what it would compute alone in
 `durgru_jax.train.train_and_evaluate`:

@@ -1,4 +1,4 @@
-"""Click-through-rate prediction on Criteo (issue 3, point 5).
+"""Click-through-rate prediction on Criteo.
 
 * `durgru_jax.ctr.criteo`: streaming reader of the Kaggle files and cached preprocessing to
   39 tokens per impression;
