@@ -23,7 +23,21 @@ Synthetic sources have no file: they key on the config alone.
 
 **Atomicity.** An entry is written into ``<key>.tmp-<pid>-<random>/`` and renamed into place
 with ``os.replace``; a failure midway removes the temporary directory and never touches a
-complete entry. If another process completed the same entry first, ours is discarded.
+complete entry. If another process completed the same entry first, ours is discarded. A failed
+write (disk full, ...) raises :class:`CacheWriteError` naming the entry and the reason;
+:func:`cached_prepare` logs it and returns the data it built.
+
+**Damage detection.** ``meta.json`` records each data file's size and two sha256 checksums
+(:func:`file_checksum`): ``sample`` covers the size and :data:`SAMPLE_BLOCKS` blocks of
+:data:`BLOCK` bytes (the first, the last and evenly spaced ones between: the whole file when it
+is that small), ``full`` covers every byte. ``meta.json`` carries a checksum of its own content.
+Loading checks every size, then the ``sample`` checksums (a few MiB read in all: cheap); with
+``verify="full"`` (or ``$DURGRU_CACHE_VERIFY=full``) it checks the ``full`` ones, which reads
+every byte and also catches a change outside the sampled blocks. An entry that fails a check is
+ignored with a warning naming the entry and the array, and rebuilt. Entries of an older
+:data:`CACHE_VERSION` (version 1 had no checksums) are never served: the version is part of
+the key, and a ``meta.json`` naming another version makes the entry count as absent. The check
+runs when an entry is loaded; the memory-mapped files are trusted from then on.
 
 **Loading** memory-maps every ``.npy`` (``np.load(mmap_mode="r")``). The arrays returned are
 plain, read-only ``np.ndarray`` views of the maps (no ``np.memmap`` subclass surprises): reads,
@@ -56,9 +70,13 @@ from absl import logging
 
 from durgru_jax.data.dataset import Prepared
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: checksums in meta.json
 ENV_VAR = "DURGRU_CACHE"
+VERIFY_ENV_VAR = "DURGRU_CACHE_VERIFY"
+VERIFY_MODES = ("sample", "full")
 META = "meta.json"
+BLOCK = 64 * 1024
+SAMPLE_BLOCKS = 8
 # config.data keys that choose where/whether data is cached or downloaded, not what is prepared.
 EXCLUDED_KEYS = frozenset({"cache", "cache_dir", "download", "data_dir"})
 
@@ -69,6 +87,19 @@ def default_cache_dir() -> Path:
     """``$DURGRU_CACHE`` if set and non-empty, else ``~/.cache/durgru_jax``."""
     env = os.environ.get(ENV_VAR)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "durgru_jax"
+
+
+class CacheWriteError(OSError):
+    """An entry could not be written; the message names the entry and the reason."""
+
+
+def verify_mode(verify: str | None = None) -> str:
+    """``verify`` if given, else ``$DURGRU_CACHE_VERIFY``, else ``"sample"``; checked."""
+    mode = verify or os.environ.get(VERIFY_ENV_VAR) or "sample"
+    if mode not in VERIFY_MODES:
+        where = "verify" if verify else f"${VERIFY_ENV_VAR}"
+        raise ValueError(f"data cache: {where}={mode!r} is not one of {list(VERIFY_MODES)}")
+    return mode
 
 
 # ----------------------------------------------------------------------------- key
@@ -231,15 +262,18 @@ def _write_entry(prepared: Prepared, directory: Path, meta_extra: Mapping[str, A
                 objects[f.name] = {"encoding": "json"}
         else:
             scalars[f.name] = _jsonable(value)
+    files = sorted(directory.iterdir())
     meta = {
         "cache_version": CACHE_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "arrays": arrays,
         "objects": objects,
         "scalars": scalars,
-        "files": {p.name: p.stat().st_size for p in sorted(directory.iterdir())},
+        "files": {p.name: p.stat().st_size for p in files},
+        "checksums": {p.name: {m: file_checksum(p, m) for m in VERIFY_MODES} for p in files},
         **_jsonable(dict(meta_extra)),
     }
+    meta["meta_sha256"] = _meta_digest(meta)
     with open(directory / META, "x", encoding="utf-8") as fh:  # written last
         json.dump(meta, fh, indent=1)
         fh.flush()
@@ -247,7 +281,32 @@ def _write_entry(prepared: Prepared, directory: Path, meta_extra: Mapping[str, A
     _fsync(directory)
 
 
+def file_checksum(path: str | os.PathLike, mode: str = "sample") -> str:
+    """sha256 of a file's size and content: every byte (``"full"``) or, for ``"sample"``, the
+    first, the last and evenly spaced blocks (:data:`SAMPLE_BLOCKS` of :data:`BLOCK` bytes;
+    every byte of a smaller file). Deterministic: the same file always gives the same value."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        h.update(f"{size}\0".encode())
+        if mode == "full" or size <= SAMPLE_BLOCKS * BLOCK:
+            while chunk := fh.read(16 * BLOCK):
+                h.update(chunk)
+        else:
+            for i in range(SAMPLE_BLOCKS):
+                fh.seek(i * (size - BLOCK) // (SAMPLE_BLOCKS - 1))
+                h.update(fh.read(BLOCK))
+    return h.hexdigest()
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _read_meta(entry: Path) -> dict[str, Any] | None:
+    """The entry's meta, or None (with a log line) when absent, unreadable, of another cache
+    version or changed after it was written."""
     try:
         with open(entry / META, encoding="utf-8") as fh:
             meta = json.load(fh)
@@ -256,25 +315,51 @@ def _read_meta(entry: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as e:
         logging.warning("data cache: unreadable %s (%s): ignored", entry / META, e)
         return None
-    if not isinstance(meta, dict) or meta.get("cache_version") != CACHE_VERSION:
+    if not isinstance(meta, dict):
+        logging.warning("data cache: %s is not a JSON object: ignored", entry / META)
+        return None
+    if meta.get("cache_version") != CACHE_VERSION:
+        logging.info(
+            "data cache: %s has cache version %s, not %d: ignored (rebuilt)",
+            entry,
+            meta.get("cache_version"),
+            CACHE_VERSION,
+        )
+        return None
+    if meta.get("meta_sha256") != _meta_digest(meta):
+        logging.warning("data cache: damaged entry %s (%s changed): ignored", entry, META)
         return None
     return meta
 
 
-def _files_intact(entry: Path, meta: Mapping[str, Any]) -> bool:
-    """Every data file listed in ``meta`` exists with its recorded size."""
-    files = meta.get("files")
-    if not isinstance(files, dict):
-        return False
-    try:
-        return all((entry / name).stat().st_size == size for name, size in files.items())
-    except OSError:
-        return False
+def _damage(entry: Path, meta: Mapping[str, Any], verify: str) -> str | None:
+    """What is wrong with the entry's data files (None: nothing), checked by size, then by
+    the ``verify`` checksum (``"sample"`` or ``"full"``)."""
+    files, sums = meta.get("files"), meta.get("checksums")
+    if not isinstance(files, dict) or not isinstance(sums, dict) or set(files) != set(sums):
+        return f"{META} lists no checksums"
+    for name, size in files.items():
+        what = f"array {name.split('.')[0]!r}: {name}"
+        try:
+            actual = (entry / name).stat().st_size
+        except OSError as e:
+            return f"{what} unreadable ({e.strerror or e})"
+        if actual != size:
+            return f"{what} has {actual} bytes, {size} written"
+    for name in files:
+        what = f"array {name.split('.')[0]!r}: {name}"
+        try:
+            ok = file_checksum(entry / name, verify) == sums[name].get(verify)
+        except (OSError, AttributeError) as e:
+            return f"{what} unreadable ({e})"
+        if not ok:
+            return f"{what} does not match its {verify} checksum"
+    return None
 
 
-def _is_complete(entry: Path) -> bool:
+def _is_complete(entry: Path, verify: str) -> bool:
     meta = _read_meta(entry)
-    return meta is not None and _files_intact(entry, meta)
+    return meta is not None and _damage(entry, meta, verify) is None
 
 
 def _remove_tree(path: Path) -> None:
@@ -287,42 +372,58 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _write_error(entry: Path, e: OSError) -> CacheWriteError:
+    reason = e.strerror or str(e)
+    if e.filename:
+        reason += f" ({os.path.basename(e.filename)})"
+    err = CacheWriteError(f"could not write the data cache entry {entry}: {reason}")
+    err.errno = e.errno
+    return err
+
+
 def save_prepared(
     prepared: Prepared,
     directory: str | os.PathLike,
     key: str,
     *,
     description: Mapping[str, Any] | None = None,
+    verify: str | None = None,
 ) -> str:
     """Writes ``prepared`` as the entry ``directory/key`` atomically; returns the entry path.
 
     ``description`` (JSON-able) is stored in ``meta.json`` for ``list``; it is not part of
-    the key. An existing complete entry is kept as is (whoever finished first wins).
+    the key. An existing complete entry (checked as :func:`load_prepared` does with
+    ``verify``) is kept as is: whoever finished first wins; a damaged one is replaced once the
+    new entry is complete. Raises :class:`CacheWriteError` (entry path and reason, e.g. "No
+    space left on device") when writing fails; nothing of the new entry is left behind then.
     """
     if not key or os.sep in key or key.startswith("."):
         raise ValueError(f"invalid cache key {key!r}")
+    mode = verify_mode(verify)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / key
-    if _is_complete(final):
+    if _is_complete(final, mode):
         return str(final)
     tmp = directory / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
         _write_entry(prepared, tmp, {"key": key, "description": description or {}})
-        if final.exists() and not _is_complete(final):  # a damaged entry: replace it
-            logging.warning("data cache: replacing the incomplete entry %s", final)
+        if final.exists() and not _is_complete(final, mode):  # a damaged entry: replace it
+            logging.warning("data cache: replacing the damaged entry %s", final)
             _remove_tree(final)
         try:
             os.replace(tmp, final)
         except OSError:
-            if not _is_complete(final):
+            if not _is_complete(final, mode):
                 raise
             logging.info("data cache: %s was written concurrently; keeping that one", final)
             shutil.rmtree(tmp, ignore_errors=True)
         _fsync(directory)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, CacheWriteError):
+            raise _write_error(final, e) from e
         raise
     return str(final)
 
@@ -330,15 +431,21 @@ def save_prepared(
 # ----------------------------------------------------------------------------- load
 
 
-def load_prepared(directory: str | os.PathLike, key: str) -> Prepared | None:
+def load_prepared(
+    directory: str | os.PathLike, key: str, *, verify: str | None = None
+) -> Prepared | None:
     """The entry ``directory/key`` with memory-mapped arrays, or None when it is absent,
-    incomplete, from another cache version or from another layout of ``Prepared``."""
+    damaged (a size or a ``verify`` checksum differs: see the module docstring), from another
+    cache version or from another layout of ``Prepared``. ``verify``: ``"sample"`` or
+    ``"full"``; None: ``$DURGRU_CACHE_VERIFY``, else ``"sample"``."""
+    mode = verify_mode(verify)
     entry = Path(directory) / key
     meta = _read_meta(entry)
     if meta is None:
         return None
-    if not _files_intact(entry, meta):
-        logging.warning("data cache: damaged entry %s (missing or truncated files): ignored", entry)
+    problem = _damage(entry, meta, mode)
+    if problem is not None:
+        logging.warning("data cache: damaged entry %s (%s): ignored, rebuilt", entry, problem)
         return None
     names = {f.name for f in dataclasses.fields(Prepared)}
     stored = set(meta.get("arrays", {})) | set(meta.get("objects", {}))
@@ -376,13 +483,16 @@ def cached_prepare(
     build: Callable[[], Prepared],
     *,
     extra: Mapping[str, Any] | None = None,
+    verify: str | None = None,
 ) -> tuple[Prepared, bool]:
     """The cached entry for ``(data_cfg, source_paths, extra)`` if there is one, else
     ``build()`` (then saved). Returns ``(prepared, hit)``. ``cache_dir=None``: the default.
+    ``verify``: how a found entry is checked (:func:`load_prepared`).
 
     ``build`` runs only on a miss; if it raises, nothing is written. A failure to *write*
     the entry (disk full, unsupported field) is logged and the built dataset returned.
     """
+    mode = verify_mode(verify)
     directory = Path(cache_dir) if cache_dir else default_cache_dir()
     try:
         key = cache_key(data_cfg, source_paths, extra=extra)
@@ -390,7 +500,7 @@ def cached_prepare(
         logging.info("data cache: not used (%s)", e)
         return build(), False
     t0 = time.perf_counter()
-    prepared = load_prepared(directory, key)
+    prepared = load_prepared(directory, key, verify=mode)
     if prepared is not None:
         logging.info(
             "data cache hit: %s (loaded in %.2f s)", directory / key, time.perf_counter() - t0
@@ -406,10 +516,11 @@ def cached_prepare(
         payload = _key_payload(data_cfg, source_paths, extra)
         description = {k: payload[k] for k in ("config", "extra", "sources")}
         description["build_seconds"] = round(built_s, 3)
-        path = save_prepared(prepared, directory, key, description=description)
+        path = save_prepared(prepared, directory, key, description=description, verify=mode)
         logging.info("data cache: saved %s (prepared in %.2f s)", path, built_s)
     except Exception as e:  # noqa: BLE001 - caching is an optimisation: never fail the run
-        logging.warning("data cache: could not write %s: %s", directory / key, e)
+        why = e if isinstance(e, CacheWriteError) else f"could not write {directory / key}: {e}"
+        logging.warning("data cache: %s; the run goes on without caching", why)
     return prepared, False
 
 
@@ -444,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for e in _entries(directory):
             meta = _read_meta(e)
             if meta is None or "." in e.name:
-                print(f"{e.name}  (incomplete or temporary)")
+                print(f"{e.name}  (incomplete, temporary, damaged or of another cache version)")
                 continue
             d = meta.get("description", {})
             cfg = d.get("config", {})
