@@ -17,17 +17,9 @@ from durgru_jax import train
 from durgru_jax.config import LossConfig, ModelConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
+from durgru_jax.loss import bpr_max_loss, full_softmax_loss, losses, sampled_softmax_loss
 from durgru_jax.metrics import rank_and_topk
-from durgru_jax.model import (
-    bpr_max_loss,
-    encode,
-    full_softmax_loss,
-    init_params,
-    losses,
-    sampled_softmax_loss,
-    score_factors,
-    user_vector,
-)
+from durgru_jax.model import encode, init_params, score_factors, user_vector
 
 N_ITEMS, H, E = 12, 5, 6
 T = 6
