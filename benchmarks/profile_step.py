@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from durgru_jax import bench
+from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
 from durgru_jax.config import from_config
 
@@ -66,7 +67,7 @@ def main():
     v, c = params["out"]["w"], params["out"]["b"]
 
     def sm(u, v, c, tgt):
-        return jnp.sum(model_lib.full_softmax_loss(u, v, c, tgt))
+        return jnp.sum(loss_lib.full_softmax_loss(u, v, c, tgt))
 
     if not args.only or "softmax" in args.only:
         out["softmax fwd"] = _time(jax.jit(sm), u, v, c, tgt, repeats=args.repeats)
@@ -74,11 +75,11 @@ def main():
             jax.jit(jax.grad(sm, argnums=(0, 1, 2))), u, v, c, tgt, repeats=args.repeats
         )
     hs = u.reshape(bs, t, -1)
-    neg = model_lib.sample_negatives(key, batch["targets"], n_items, 1, None)
+    neg = loss_lib.sample_negatives(key, batch["targets"], n_items, 1, None)
     valid = batch["mask"] & (batch["targets"] > 0)
 
     def aux(p, hs, batch, neg, valid):
-        return model_lib.aux_loss(p, hs, batch["targets"], neg, valid)
+        return loss_lib.aux_loss(p, hs, batch["targets"], neg, valid)
 
     if not args.only or "aux" in args.only:
         out["aux fwd+bwd"] = _time(
@@ -86,7 +87,7 @@ def main():
         )
 
     def loss(p, batch):
-        return model_lib.losses(p, rc.model, rc.loss, batch, key, log_pop)[0]
+        return loss_lib.losses(p, rc.model, rc.loss, batch, key, log_pop)[0]
 
     if not args.only or "loss" in args.only:
         out["losses fwd+bwd"] = _time(jax.jit(jax.grad(loss)), params, batch, repeats=args.repeats)

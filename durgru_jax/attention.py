@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
+from durgru_jax import layers
+
 if TYPE_CHECKING:
     from durgru_jax.config import ModelConfig
 
@@ -78,27 +80,6 @@ def _carry_over_padding(h_BxTxH: Array, mask_BxT: Array, src_BxT: Array) -> Arra
     copied = jnp.take_along_axis(h_BxTxH, jnp.maximum(src_BxT, 0)[..., None], axis=1)
     copied = jnp.where((src_BxT >= 0)[..., None], copied, 0.0)
     return jnp.where(mask_BxT[..., None], h_BxTxH, copied)
-
-
-def _last_valid(hs_BxTxH: Array, mask_BxT: Array) -> Array:
-    """Output of the last valid step of each row, zeros for an empty row (as `model.encode`)."""
-    t_idx = jnp.arange(mask_BxT.shape[1])[None, :]
-    last = jnp.max(jnp.where(mask_BxT, t_idx, -1), axis=1)
-    h = jnp.take_along_axis(hs_BxTxH, jnp.maximum(last, 0)[:, None, None], axis=1)[:, 0]
-    return jnp.where((last >= 0)[:, None], h, 0.0)
-
-
-def _dropout(x: Array, rate: float, key: Array | None) -> Array:
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
-def _layer_norm(x: Array, g: Array, b: Array, eps: float = 1e-6) -> Array:
-    mu = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mu), axis=-1, keepdims=True)
-    return (x - mu) * jax.lax.rsqrt(var + eps) * g + b
 
 
 def _masked_softmax(logits: Array, allowed: Array) -> Array:
@@ -155,7 +136,7 @@ def _self_attention(
     q, k, v = (a.reshape(b, t, n_heads, dh) for a in jnp.split(qkv, 3, axis=-1))
     logits_BxNxTxT = jnp.einsum("bqnd,bknd->bnqk", q, k) / jnp.sqrt(float(dh))
     w = _masked_softmax(logits_BxNxTxT, allowed_BxTxT[:, None])
-    w = _dropout(w, rate, key)
+    w = layers.dropout(w, rate, key)
     out = jnp.einsum("bnqk,bknd->bqnd", w, v).reshape(b, t, h)
     return out @ p["wo"][l] + p["bo"][l]
 
@@ -188,16 +169,16 @@ def sasrec_encode(
     if "in_proj" in p:
         x = x @ p["in_proj"]
     x = x + p["pos"][jnp.minimum(pos, p["pos"].shape[0] - 1)]
-    x = _dropout(x, dropout, keys[0])
+    x = layers.dropout(x, dropout, keys[0])
     for l in range(n_layers):
         k_att, k_ao, k_f1, k_f2 = keys[1 + 4 * l : 5 + 4 * l]
-        y = _layer_norm(x, p["ln1_g"][l], p["ln1_b"][l])
+        y = layers.layer_norm(x, p["ln1_g"][l], p["ln1_b"][l])
         y = _self_attention(p, l, y, allowed, n_heads, dropout, k_att)
-        x = x + _dropout(y, dropout, k_ao)
-        y = _layer_norm(x, p["ln2_g"][l], p["ln2_b"][l])
-        y = _dropout(jax.nn.relu(y @ p["w1"][l] + p["b1"][l]), dropout, k_f1)
-        x = x + _dropout(y @ p["w2"][l] + p["b2"][l], dropout, k_f2)
-    hs = _layer_norm(x, p["ln_g"], p["ln_b"])
+        x = x + layers.dropout(y, dropout, k_ao)
+        y = layers.layer_norm(x, p["ln2_g"][l], p["ln2_b"][l])
+        y = layers.dropout(jax.nn.relu(y @ p["w1"][l] + p["b1"][l]), dropout, k_f1)
+        x = x + layers.dropout(y @ p["w2"][l] + p["b2"][l], dropout, k_f2)
+    hs = layers.layer_norm(x, p["ln_g"], p["ln_b"])
     return _carry_over_padding(hs, mask, src)
 
 
@@ -241,13 +222,13 @@ def adpr_encode(
     mask, reset = batch["mask"], batch["reset"]
     allowed, _, src = segment_layout(mask, reset)
     k_in, k_hid = (None, None) if key is None else tuple(jax.random.split(key))
-    e_BxTxE = _dropout(item_emb_NxE[batch["items"]] * mask[..., None], dropout, k_in)
+    e_BxTxE = layers.dropout(item_emb_NxE[batch["items"]] * mask[..., None], dropout, k_in)
     q_BxTxA = e_BxTxE @ p["wq"] + p["q0"]
     k_BxTxA = e_BxTxE @ p["wk"]
     logits = jnp.einsum("bqa,bka->bqk", q_BxTxA, k_BxTxA) / jnp.sqrt(float(q_BxTxA.shape[-1]))
     c_BxTxE = _masked_softmax(logits, allowed) @ e_BxTxE
     z = jnp.concatenate([c_BxTxE, e_BxTxE], axis=-1)
-    hid = _dropout(jax.nn.relu(z @ p["w1"] + p["b1"]), dropout, k_hid)
+    hid = layers.dropout(jax.nn.relu(z @ p["w1"] + p["b1"]), dropout, k_hid)
     return _carry_over_padding(hid @ p["w2"] + p["b2"], mask, src)
 
 
@@ -286,4 +267,4 @@ def encode(
         hs = adpr_encode(params["cell"], params["item_emb"], batch, dropout=cfg.dropout, key=key)
     else:
         raise ValueError(f"not an attention cell: {cfg.cell!r}")
-    return hs, _last_valid(hs, batch["mask"])
+    return hs, layers.last_output(hs, batch["mask"])

@@ -28,6 +28,7 @@ import numpy as np
 from absl import logging
 
 from durgru_jax import evaluate as evaluate_lib
+from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
 from durgru_jax.config import from_config
 from durgru_jax.ctr.bench import peak_rss_bytes
@@ -229,7 +230,7 @@ def run(config, workdir: str) -> dict:
 
     peak = matmul_peak_flops(int(b.matmul_n))
     if rc.loss.target == "full":  # rows of the fused softmax held at once
-        rows = min(max(8, model_lib._SOFTMAX_CHUNK_ELEMENTS // (n_items + 1) // 8 * 8), bs * t)
+        rows = min(max(8, loss_lib._SOFTMAX_CHUNK_ELEMENTS // (n_items + 1) // 8 * 8), bs * t)
         loss_block = rows * (n_items + 1)
     else:  # B*T rows against the positive, the B in-batch and the S sampled candidates
         loss_block = bs * t * (1 + bs + rc.loss.n_sampled)

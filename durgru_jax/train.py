@@ -28,6 +28,7 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
 from durgru_jax import parallel
 from durgru_jax.config import RunConfig, from_config
@@ -93,7 +94,7 @@ def make_train_step(
         def loss_fn(params):
             # The bf16 cast sits inside the differentiated function: gradients come out f32.
             p, b = parallel.cast_for_compute(params, batch, rc.model.compute_dtype)
-            return model_lib.losses(p, rc.model, rc.loss, b, key, log_popularity)
+            return loss_lib.losses(p, rc.model, rc.loss, b, key, log_popularity)
 
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

@@ -44,6 +44,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from durgru_jax import evaluate as evaluate_lib
+from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
 from durgru_jax import parallel, run_lib
 from durgru_jax import train as train_lib
@@ -141,7 +142,7 @@ def make_vmapped_train_step(rc: RunConfig, total_steps: int, chunk: int = 0):
 
         def loss_fn(params):
             p, b = parallel.cast_for_compute(params, batch, rc.model.compute_dtype)
-            return model_lib.losses(p, rc.model, rc.loss, b, key, log_popularity)
+            return loss_lib.losses(p, rc.model, rc.loss, b, key, log_popularity)
 
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         tx = train_lib.make_optimizer(_with_lr(rc.optim, lr), total_steps)

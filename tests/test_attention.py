@@ -16,7 +16,8 @@ import pytest
 
 from durgru_jax import attention
 from durgru_jax.config import ConfigError, LossConfig, ModelConfig
-from durgru_jax.model import encode, init_params, losses
+from durgru_jax.loss import losses
+from durgru_jax.model import encode, init_params
 
 N_ITEMS = 40
 # Jitted once per (config, shape): eager dispatch of every small op costs more CPU here.

@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 
 from durgru_jax.config import LossConfig, ModelConfig
-from durgru_jax.model import (
+from durgru_jax.loss import (
     aux_loss,
-    encode,
     full_softmax_loss,
-    init_params,
     losses,
     sample_negatives,
     sampled_softmax_loss,
-    score_factors,
-    user_vector,
 )
+from durgru_jax.model import encode, init_params, score_factors, user_vector
 
 N_ITEMS, CI, CT = 30, 2, 3
 

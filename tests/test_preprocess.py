@@ -164,7 +164,8 @@ def test_shuffled_durations_keep_each_users_values_but_break_the_event_link():
 
 def test_packed_windows_hold_the_same_transitions_and_give_the_same_loss():
     from durgru_jax.data.dataset import train_windows
-    from durgru_jax.model import full_softmax_loss, score_factors, user_vector
+    from durgru_jax.loss import full_softmax_loss
+    from durgru_jax.model import score_factors, user_vector
 
     rng = np.random.default_rng(1)
     rows = [

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from durgru_jax.data import readers
 from durgru_jax.data.readers import (
     DataFormatError,
     ReadResult,
@@ -25,6 +24,7 @@ from durgru_jax.data.readers import (
     read_tianchi,
     read_yoochoose_clicks,
     read_yoochoose_prepared,
+    stream,
 )
 
 
@@ -52,8 +52,8 @@ def _utc(text: str) -> float:
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every block a few lines long, so that block boundaries are exercised."""
-    monkeypatch.setattr(readers, "_BLOCK_BYTES", 64)
-    monkeypatch.setattr(readers, "_PIECE_BYTES", 40)
+    monkeypatch.setattr(stream, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(stream, "_PIECE_BYTES", 40)
 
 
 # --------------------------------------------------------------------------- Taobao
@@ -164,8 +164,8 @@ def test_taobao_blocks_agree_with_one_pass(tmp_path: Path, monkeypatch) -> None:
         rows[k] = rows[k].rsplit(",", 1)[0] + ",bad"
     path = _write(tmp_path / "UserBehavior.csv", "\n".join(rows) + "\n")
     whole = read_taobao(path, on_bad_rows="skip")
-    monkeypatch.setattr(readers, "_BLOCK_BYTES", 4096)
-    monkeypatch.setattr(readers, "_PIECE_BYTES", 512)
+    monkeypatch.setattr(stream, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(stream, "_PIECE_BYTES", 512)
     blocks = read_taobao(path, on_bad_rows="skip")
     pd.testing.assert_frame_equal(whole.events, blocks.events)
     assert whole.n_bad_rows_skipped == blocks.n_bad_rows_skipped == 12

@@ -60,6 +60,7 @@ def _child(workdir: str) -> None:
     import jax
     import jax.numpy as jnp
 
+    from durgru_jax import loss as loss_lib
     from durgru_jax import model as model_lib
     from durgru_jax import parallel
     from durgru_jax import train as train_lib
@@ -112,7 +113,7 @@ def _child(workdir: str) -> None:
     place = parallel.BatchPlacer(parallel.make_mesh(4, 1), 32)
     key, lp = jax.random.key(0), jnp.asarray(p.log_popularity)
     det = LossConfig(aux_weight=0.0)  # no random draws whose shapes follow the batch
-    ev = jax.jit(lambda q, b: model_lib.losses(q, rc.model, det, b, key, lp, train=False)[0])
+    ev = jax.jit(lambda q, b: loss_lib.losses(q, rc.model, det, b, key, lp, train=False)[0])
     on_mesh = jax.device_put(padded, parallel.replicated(place.mesh))
     out["pad_losses"] = [float(ev(params, batch)), float(ev(on_mesh, place(batch)))]
     # bf16: the dtypes of the matmuls and of the gradients (traced, not compiled).
@@ -120,7 +121,7 @@ def _child(workdir: str) -> None:
 
     def loss_bf16(q):
         q2, b2 = parallel.cast_for_compute(q, full, "bfloat16")
-        return model_lib.losses(q2, rc.model, rc.loss, b2, key, lp)[0]
+        return loss_lib.losses(q2, rc.model, rc.loss, b2, key, lp)[0]
 
     grad_bf16 = jax.grad(loss_bf16)
     eqns = _eqns(jax.make_jaxpr(grad_bf16)(params).jaxpr)

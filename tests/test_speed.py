@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from durgru_jax import bench, cells
+from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
 from durgru_jax.config import from_config
 from durgru_jax.data import dataset as ds
@@ -20,7 +21,7 @@ from durgru_jax.evaluate import evaluate
 
 @pytest.mark.parametrize("chunk_elements", [64, 1 << 20])  # many padded chunks / one chunk
 def test_fused_softmax_sum_matches_plain_loss_and_gradients(monkeypatch, chunk_elements):
-    monkeypatch.setattr(model_lib, "_SOFTMAX_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(loss_lib, "_SOFTMAX_CHUNK_ELEMENTS", chunk_elements)
     m, d, n = 37, 5, 11
     k = jax.random.split(jax.random.key(0), 4)
     u = jax.random.normal(k[0], (m, d))
@@ -31,11 +32,11 @@ def test_fused_softmax_sum_matches_plain_loss_and_gradients(monkeypatch, chunk_e
     w = valid / jnp.sum(valid)
 
     def plain(u, v, c):
-        per = model_lib.full_softmax_loss(u, v, c, tgt)
+        per = loss_lib.full_softmax_loss(u, v, c, tgt)
         return jnp.sum(jnp.where(valid, per, 0.0)) / jnp.sum(valid)
 
     def fused(u, v, c):
-        return model_lib.full_softmax_loss_sum(u, v, c, tgt, w)
+        return loss_lib.full_softmax_loss_sum(u, v, c, tgt, w)
 
     want, want_g = jax.value_and_grad(plain, argnums=(0, 1, 2))(u, v, c)
     got, got_g = jax.value_and_grad(fused, argnums=(0, 1, 2))(u, v, c)
@@ -124,11 +125,11 @@ def test_sorted_trimmed_evaluation_equals_plain_batches(tiny_config):
 
 
 def test_inverse_cdf_draws_follow_q_and_skip_zero_probability(monkeypatch):
-    monkeypatch.setattr(model_lib, "_GUMBEL_MAX_ELEMENTS", 0)  # force the inverse CDF
+    monkeypatch.setattr(loss_lib, "_GUMBEL_MAX_ELEMENTS", 0)  # force the inverse CDF
     q = np.array([0.0, 0.5, 0.0, 0.3, 0.2])
     with np.errstate(divide="ignore"):
         log_q = jnp.asarray(np.log(q), jnp.float32)
-    draws = np.asarray(model_lib._draw(jax.random.key(0), log_q, 20000))
+    draws = np.asarray(loss_lib._draw(jax.random.key(0), log_q, 20000))
     freq = np.bincount(draws, minlength=5) / len(draws)
     assert freq[0] == 0 and freq[2] == 0
     np.testing.assert_allclose(freq, q, atol=0.015)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from durgru_jax import cells
+from durgru_jax import cells, layers
 
 Array = jax.Array
 
@@ -77,13 +77,6 @@ def init_params(cfg: CtrModelConfig, seed: int, click_rate: float = 0.5) -> dict
     }
 
 
-def _dropout(x: Array, rate: float, key: Array | None) -> Array:
-    if key is None or rate <= 0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
 def agru_field_inputs(p: dict, x_BxFxE: Array, relevance: bool):
     """`cells.agru_inputs` for input context = field index and no duration factor.
 
@@ -114,7 +107,7 @@ def logits(params: dict, cfg: CtrModelConfig, tokens_BxF: Array, key: Array | No
     """Click logits ``[B]`` of impressions given as tokens ``[B, F]``; ``key`` = training."""
     k_in, k_out = jax.random.split(key) if key is not None else (None, None)
     idx = tokens_BxF + jnp.asarray(cfg.offsets)[None, :]
-    x = _dropout(params["emb"][idx], cfg.dropout, k_in)
+    x = layers.dropout(params["emb"][idx], cfg.dropout, k_in)
     b, f = tokens_BxF.shape
     mask = jnp.ones((b, f), bool)
     reset = jnp.zeros((b, f), bool)
@@ -137,7 +130,7 @@ def logits(params: dict, cfg: CtrModelConfig, tokens_BxF: Array, key: Array | No
         xs = (xc, xz, s, sv, tr, alpha)
     h0 = jnp.zeros((b, cfg.hidden_dim), x.dtype)
     h_last, _ = cells.run_cell(step, h0, xs, mask, reset, unroll=cfg.scan_unroll)
-    h_last = _dropout(h_last, cfg.dropout, k_out)
+    h_last = layers.dropout(h_last, cfg.dropout, k_out)
     return h_last @ params["w_out"] + params["b_out"]
 
 
