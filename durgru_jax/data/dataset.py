@@ -58,7 +58,7 @@ class PrepConfig:
     shuffle_durations: bool = False  # control: permute durations within each (user, split)
     pack: bool = True  # training windows share rows (with resets) to avoid padding
     use_behavior: bool = True
-    hour_buckets: int = 0  # hour-of-day input-context buckets (0: off)
+    hour_buckets: int = 4  # hour-of-day input-context buckets (0: off)
     gap_buckets: int = 4  # time-gap transfer-context buckets (0: off)
     seed: int = 0
 
