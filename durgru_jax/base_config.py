@@ -62,13 +62,13 @@ def get_data_config() -> ml_collections.ConfigDict:
     d.synthetic.noise_rate = 0.3  # share of short-dwell noise clicks
     d.synthetic.drift = 0.1  # per-event probability of switching topic
     d.synthetic.seed = 0  # generator seed (independent of the run's seed)
-    prep = group_defaults(PrepConfig)
-    del prep["seed"]
-    d.update(prep)
+    d.update({k: v for k, v in group_defaults(PrepConfig).items() if k != "seed"})
     return d
 
 
 def get_base_config() -> ml_collections.ConfigDict:
+    """The base experiment config (the synthetic data and every default); each file in
+    ``configs/`` starts from it or from one of the dataset bases below."""
     c = ml_collections.ConfigDict()
     c.seed = 0  # seeds parameters, data order, dropout and negative sampling
     c.data = get_data_config()
