@@ -14,7 +14,7 @@ user's durations among that user's events (per split): a control that keeps ever
 the factor but breaks its link to the events, so it must erase any gain that durations bring.
 """
 
-from durgru_jax.base_config import get_base_config, get_movielens_config, get_session_config
+from durgru_jax.base_config import load_config, parse_variant, set_overrides
 
 VARIANTS = {
     "full": {},
@@ -31,63 +31,30 @@ VARIANTS = {
 DURATION_VARIANTS = ("no_duration", "duration_gate", "shuffled_durations")
 DATASETS = ("synthetic", "yoochoose", "ml100k")
 SEEDS = (0, 1, 2)
-
-
-def _parse(arg: str) -> tuple[str, str]:
-    dataset, variant = "synthetic", "full"
-    for token in filter(None, (t.strip() for t in arg.split(","))):
-        if token in DATASETS:
-            dataset = token
-        elif token in VARIANTS:
-            variant = token
-        else:
-            raise ValueError(
-                f"unknown ablation argument {token!r}: a dataset ({' | '.join(DATASETS)}) "
-                f"and/or a variant ({' | '.join(VARIANTS)})"
-            )
-    return dataset, variant
-
-
-def _set(c, key, value):
-    *parents, leaf = key.split(".")
-    node = c
-    for p in parents:
-        node = node[p]
-    node[leaf] = value
+CHOICES = {"dataset": DATASETS, "variant": tuple(VARIANTS)}  # the argument after ":"
 
 
 def _dataset_config(dataset: str):
     if dataset == "synthetic":
-        c = get_base_config()  # the synthetic default data and model
-        c.train.epochs = 12
-        c.optim.learning_rate = 3e-3
+        c = load_config("default.py", beside=__file__)  # the synthetic data and model
+        c.compare = ()  # the variants are the comparisons
     elif dataset == "yoochoose":  # the prepared RecSys 2015 sample: sessions, derived dwell
-        c = get_session_config()
-        c.data.source = "yoochoose_prepared"
-        c.data.path = "data/raw/yoochoose/yoochoose-clicks-100k_train_full.txt"
+        c = load_config("yoochoose.py:prepared", beside=__file__)
         # 6 steps per epoch: after 10 epochs validation recall@20 was still rising steeply,
         # so every variant trains until validation stops improving (patience 3).
         c.train.epochs = 60
     else:  # MovieLens-100K: no durations, so only the non-duration ablations are declared
-        c = get_movielens_config()
-        c.data.path = "data/raw/ml-100k/u.data"
-        c.data.dataset = "ml100k"
-        c.train.batch_size = 64
-        c.train.epochs = 30
-        c.train.patience = 4
+        c = load_config("ml100k.py", beside=__file__)
     return c
 
 
-def get_config(arg: str = "full"):
-    dataset, variant = _parse(arg)
-    c = _dataset_config(dataset)
-    for key, value in VARIANTS[variant].items():
-        _set(c, key, value)
-    return c
+def get_config(arg: str = ""):
+    v = parse_variant(arg, CHOICES, config="ablation")
+    return set_overrides(_dataset_config(v["dataset"]), VARIANTS[v["variant"]])
 
 
 def sweep(add, arg: str = ""):
-    dataset, _ = _parse(arg)
+    dataset = parse_variant(arg, {"dataset": DATASETS}, config="ablation sweep")["dataset"]
     for name, overrides in VARIANTS.items():
         if dataset == "ml100k" and name in DURATION_VARIANTS:
             continue  # no durations: these equal no_duration exactly

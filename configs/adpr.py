@@ -12,7 +12,9 @@ Variants: ``default`` (synthetic), ``ml1m`` and ``ml100k`` (``configs/ml1m.py``'
 protocol, 200 events of history as ``configs/sasrec.py``).
 """
 
-from durgru_jax.base_config import get_base_config, get_movielens_config
+from durgru_jax.base_config import get_base_config, load_config, parse_variant
+
+CHOICES = {"dataset": ("default", "ml1m", "ml100k")}  # the argument after ":", default first
 
 
 def _adpr(c):
@@ -28,28 +30,15 @@ def _adpr(c):
     return c
 
 
-def get_config(variant: str = "default"):
-    if variant == "ml1m":
-        c = get_movielens_config()
-        c.data.path = "data/raw/ml-1m/ratings.dat"  # grouplens.org/datasets/movielens/1m
-        c.data.dataset = "ml1m"
-        c.data.max_len = 200
-        c.train.epochs = 100
-        c.train.patience = 5
-    elif variant == "ml100k":
-        c = get_movielens_config()
-        c.data.path = "data/raw/ml-100k/u.data"  # grouplens.org/datasets/movielens/100k
-        c.data.dataset = "ml100k"
-        c.data.max_len = 200
-        c.train.epochs = 100
-        c.train.patience = 5
-    elif variant == "default":
+def get_config(arg: str = ""):
+    dataset = parse_variant(arg, CHOICES, config="adpr")["dataset"]
+    if dataset == "default":  # the synthetic data (at most 60 events a user)
         c = get_base_config()
-        c.data.source = "synthetic"
-        c.data.max_len = 50
         c.optim.learning_rate = 3e-3  # as configs/default.py (MovieLens: 1e-2, as the aGRU)
         c.train.epochs = 30
-        c.train.patience = 3
-    else:
-        raise ValueError(f"unknown variant {variant!r}: default | ml1m | ml100k")
+    else:  # configs/ml1m.py / ml100k.py with 200 events of history, as configs/sasrec.py
+        c = load_config(f"{dataset}.py", beside=__file__)
+        c.data.max_len = 200
+        c.train.epochs = 100
+        c.train.patience = 5
     return _adpr(c)

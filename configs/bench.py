@@ -6,10 +6,13 @@
 
 import ml_collections
 
-from durgru_jax.base_config import get_base_config
+from durgru_jax.base_config import get_base_config, parse_variant
+
+CHOICES = {"variant": ("ml1m", "large", "data")}  # the argument after ":", default first
 
 
-def get_config(variant: str = "ml1m"):
+def get_config(arg: str = ""):
+    variant = parse_variant(arg, CHOICES, config="bench")["variant"]
     c = get_base_config()
     c.bench = b = ml_collections.ConfigDict()
     b.n_items = 3706  # MovieLens-1M catalogue
@@ -40,6 +43,4 @@ def get_config(variant: str = "ml1m"):
         b.data_config = "configs/taobao.py"  # the dataset's config file (with :variant)
         b.data_path = "data/raw/taobao/UserBehavior.csv"  # its input file
         b.data_overrides = ""  # "key=value,..." applied to that config's data group
-    elif variant != "ml1m":
-        raise ValueError(f"unknown bench variant {variant!r}: ml1m | large | data")
     return c

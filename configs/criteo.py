@@ -22,10 +22,13 @@ Variants (``--config configs/criteo.py:VARIANT``):
 
 import ml_collections
 
-from durgru_jax.base_config import get_optim_config
+from durgru_jax.base_config import get_optim_config, parse_variant
+
+CHOICES = {"variant": ("default", "tiny", "bench")}  # the argument after ":", default first
 
 
-def get_config(variant: str = "default"):
+def get_config(arg: str = ""):
+    variant = parse_variant(arg, CHOICES, config="criteo")["variant"]
     c = ml_collections.ConfigDict()
     c.task = "ctr"  # launch.py dispatches to durgru_jax.ctr.run
     c.seed = 0  # seeds parameters, batch order and dropout (both models)
@@ -100,8 +103,6 @@ def get_config(variant: str = "default"):
         b.epochs = 10
     elif variant == "bench":
         c.bench.enabled = True
-    elif variant != "default":
-        raise ValueError(f"unknown criteo variant {variant!r}: default | tiny | bench")
     return c
 
 

@@ -27,46 +27,22 @@ BPR-max's negatives too; no ELU on the BPR-max scores; with cross-entropy the ou
 starts at the log popularity (with BPR-max at zero, as in GRU4Rec).
 """
 
-import importlib.util
-import os
+from durgru_jax.base_config import load_config, parse_variant
 
-DATASETS = {  # variant -> (configs/NAME.py, its variant)
-    "synthetic": ("default", None),
-    "ml1m": ("ml1m", "gru4rec"),
-    "ml100k": ("ml100k", "gru4rec"),
-    "yoochoose": ("yoochoose", "clicks"),
-    "prepared": ("yoochoose", "prepared"),
+DATASETS = {  # variant -> its dataset config, configs/NAME.py[:VARIANT]
+    "synthetic": "default.py",
+    "ml1m": "ml1m.py:gru4rec",
+    "ml100k": "ml100k.py:gru4rec",
+    "yoochoose": "yoochoose.py:clicks",
+    "prepared": "yoochoose.py:prepared",
 }
 LOSSES = ("xe", "bpr_max")
+CHOICES = {"dataset": tuple(DATASETS), "loss": LOSSES}  # the argument after ":", defaults first
 
 
-def _parse(arg: str) -> tuple[str, str]:
-    dataset, loss = "synthetic", "xe"
-    for token in filter(None, (t.strip() for t in arg.split(","))):
-        if token in DATASETS:
-            dataset = token
-        elif token in LOSSES:
-            loss = token
-        else:
-            raise ValueError(
-                f"unknown gru4rec variant {token!r}: a dataset ({' | '.join(DATASETS)}) "
-                f"and/or a loss ({' | '.join(LOSSES)})"
-            )
-    return dataset, loss
-
-
-def _dataset_config(dataset: str):
-    name, variant = DATASETS[dataset]
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_durgru_gru4rec_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
-
-
-def get_config(arg: str = "synthetic"):
-    dataset, loss = _parse(arg)
-    c = _dataset_config(dataset)
+def get_config(arg: str = ""):
+    v = parse_variant(arg, CHOICES, config="gru4rec")
+    c = load_config(DATASETS[v["dataset"]], beside=__file__)
     c.compare = ()  # the dataset config's ablations belong to the aGRU
     m = c.model
     m.cell = "gru"  # eq. (10)-(11) without the duration factor: GRU4Rec's GRU layer
@@ -79,7 +55,7 @@ def get_config(arg: str = "synthetic"):
     l.aux_weight = 0.0  # GRU4Rec has no auxiliary loss
     l.n_sampled = 2048  # GRU4Rec's default number of shared extra negatives
     l.sampler = "popularity"
-    if loss == "xe":
+    if v["loss"] == "xe":
         l.target = "sampled"  # cross-entropy over in-batch + sampled negatives, log-Q
     else:
         l.target = "bpr_max"

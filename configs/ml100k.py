@@ -6,11 +6,13 @@ Same protocol, model and duration choice as ``configs/ml1m.py`` (see there); sma
 and more epochs for a tenth of the data.
 """
 
-from durgru_jax.base_config import get_movielens_config
+from durgru_jax.base_config import MOVIELENS_VARIANTS, get_movielens_config
+
+CHOICES = {"variant": MOVIELENS_VARIANTS}  # the argument after ":", default first
 
 
-def get_config(variant: str = "default"):
-    c = get_movielens_config(variant)
+def get_config(arg: str = ""):
+    c = get_movielens_config(arg)
     c.data.path = "data/raw/ml-100k/u.data"  # official: grouplens.org/datasets/movielens/100k
     c.data.dataset = "ml100k"  # fetched into data/raw/ when the path is missing (if allowed)
     c.train.batch_size = 64

@@ -13,11 +13,13 @@ and ``duration_mode=input`` reduces to a constant input scale; ``data.duration_p
 uses the time since the user's previous rating instead (causal, but a weak proxy).
 """
 
-from durgru_jax.base_config import get_movielens_config
+from durgru_jax.base_config import MOVIELENS_VARIANTS, get_movielens_config
+
+CHOICES = {"variant": MOVIELENS_VARIANTS}  # the argument after ":", default first
 
 
-def get_config(variant: str = "default"):
-    c = get_movielens_config(variant)
+def get_config(arg: str = ""):
+    c = get_movielens_config(arg)
     c.data.path = "data/raw/ml-1m/ratings.dat"  # official: grouplens.org/datasets/movielens/1m
     c.data.dataset = "ml1m"  # fetched into data/raw/ when the path is missing (if allowed)
     c.train.batch_size = 128

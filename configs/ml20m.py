@@ -6,21 +6,18 @@ Same protocol and duration choice as ``configs/ml1m.py``; a larger catalogue, so
 softmax is the default target loss.
 """
 
-from durgru_jax.base_config import get_base_config
+from durgru_jax.base_config import get_movielens_config
 
 
 def get_config():
-    c = get_base_config()
-    c.data.source = "movielens"
+    c = get_movielens_config()
     c.data.path = "data/raw/ml-20m/ratings.csv"
     c.data.dataset = "ml20m"  # fetched into data/raw/ when the path is missing (if allowed)
-    c.data.max_len = 100
-    c.data.hour_buckets = 0
     c.data.kcore_items = 5
-    c.model.dropout = 0.2
     c.loss.target = "sampled"  # 27k-84k items
     c.loss.n_sampled = 2048
     c.optim.learning_rate = 5e-3
     c.train.batch_size = 256
     c.train.epochs = 10
+    c.train.log_every = 50  # 20M ratings: a progress line every 50 steps, not 20
     return c

@@ -21,7 +21,7 @@ import os
 
 import ml_collections
 
-from durgru_jax.base_config import get_base_config, set_overrides
+from durgru_jax.base_config import get_base_config, parse_variant, set_overrides
 from durgru_jax.baselines import use_dataset
 
 METHODS = {
@@ -30,11 +30,11 @@ METHODS = {
     "itemcf": {"task": "baseline", "baseline.name": "itemcf"},
     "pop": {"task": "baseline", "baseline.name": "pop"},
 }
+CHOICES = {"method": tuple(METHODS)}  # the argument after ":", default first
 
 
-def get_config(method: str = "agru"):
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: {' | '.join(METHODS)}")
+def get_config(arg: str = ""):
+    method = parse_variant(arg, CHOICES, config="paper001")["method"]
     c = get_base_config()
     use_dataset(c, "taobao", os.path.dirname(os.path.abspath(__file__)))
     d = c.data

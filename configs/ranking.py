@@ -16,19 +16,27 @@ m = 10 events, k chosen on validation) enter as the method's overrides, so a row
 same run as that config's.
 """
 
-import os
-
 import ml_collections
 
-from durgru_jax.base_config import load_config_file, set_overrides
+from durgru_jax.base_config import load_config, parse_variant, positive_int, set_overrides
 
 DATASETS = ("ml1m", "ml100k")
 METHOD_NAMES = ("agru", "gru", "sasrec", "adpr", "itemcf", "pop")
 TRAINED = ("agru", "gru", "sasrec", "adpr")  # seeded; the two baselines are deterministic
+CHOICES = {"dataset": DATASETS, "method": METHOD_NAMES}  # the argument after ":"
 
 
-def _load(name: str):
-    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
+def _methods(text: str) -> tuple[str, ...]:
+    names = tuple(text.split("+"))
+    unknown = sorted(set(names) - set(METHOD_NAMES))
+    if unknown:
+        raise ValueError(f"not a method: {', '.join(unknown)} (one of {' | '.join(METHOD_NAMES)})")
+    return names
+
+
+# The sweep's extras; get_config takes (and ignores) them too, as launch.py passes it the same
+# argument.
+EXTRAS = {"seeds": positive_int, "methods": _methods}
 
 
 def _flat(d, prefix=""):
@@ -41,29 +49,11 @@ def _flat(d, prefix=""):
     return out
 
 
-def _parse(arg: str):
-    dataset, method, seeds, methods = "ml1m", "agru", 3, METHOD_NAMES
-    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
-        if token in DATASETS:
-            dataset = token
-        elif token in METHOD_NAMES:
-            method = token
-        elif token.startswith("seeds=") and token[6:].isdigit() and int(token[6:]) > 0:
-            seeds = int(token[6:])
-        elif token.startswith("methods=") and set(token[8:].split("+")) <= set(METHOD_NAMES):
-            methods = tuple(token[8:].split("+"))
-        else:
-            raise ValueError(
-                f"unknown ranking argument {token!r}: a dataset ({' | '.join(DATASETS)}), a "
-                f"method ({' | '.join(METHOD_NAMES)}), seeds=N or methods=A+B"
-            )
-    return dataset, method, seeds, methods
-
-
 def _base(dataset: str):
-    c = _load(dataset).get_config()
+    c = load_config(f"{dataset}.py", beside=__file__)
     c.task = ""  # "" = the recurrent / attention model; "baseline" = config.baseline
-    c.baseline = ml_collections.ConfigDict(_load("itemcf").get_config().baseline.to_dict())
+    itemcf = load_config("itemcf.py", beside=__file__)
+    c.baseline = ml_collections.ConfigDict(itemcf.baseline.to_dict())
     c.baseline.itemcf.time_window_m = 10  # eq. 4's window (the README's MovieLens rows)
     return c
 
@@ -77,21 +67,19 @@ def method_overrides(dataset: str, method: str) -> dict:
     if method in ("itemcf", "pop"):
         return {"task": "baseline", "baseline.name": method}
     base = _flat(_base(dataset).to_dict())
-    other = _flat(_load(method).get_config(dataset).to_dict())
+    other = _flat(load_config(f"{method}.py:{dataset}", beside=__file__).to_dict())
     return {k: v for k, v in other.items() if k in base and base[k] != v}
 
 
-def get_config(arg: str = "ml1m"):
-    dataset, method, _, _ = _parse(arg)
-    c = _base(dataset)
-    return set_overrides(c, method_overrides(dataset, method))
+def get_config(arg: str = ""):
+    v = parse_variant(arg, CHOICES, extras=EXTRAS, config="ranking")
+    return set_overrides(_base(v["dataset"]), method_overrides(v["dataset"], v["method"]))
 
 
 def sweep(add, arg: str = ""):
-    dataset, _, n_seeds, methods = _parse(arg)
-    if any(t.strip() in METHOD_NAMES for t in (arg or "").split(",")):
-        raise ValueError("the ranking sweep takes methods=A+B, not a single method")
-    for name in methods:
-        overrides = method_overrides(dataset, name)
-        for seed in range(n_seeds) if name in TRAINED else (0,):
+    """``methods`` (default all) on one dataset: the argument names no single method."""
+    v = parse_variant(arg, {"dataset": DATASETS}, extras=EXTRAS, config="ranking sweep")
+    for name in v.get("methods", METHOD_NAMES):
+        overrides = method_overrides(v["dataset"], name)
+        for seed in range(v.get("seeds", 3)) if name in TRAINED else (0,):
             add(**overrides, seed=seed)

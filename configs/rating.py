@@ -13,11 +13,9 @@ epoch) with the lowest validation RMSE gives the test figures. MovieLens has no 
 duration factor is neutral. The sweep runs every method with seeds 0-2.
 """
 
-import os
-
 import ml_collections
 
-from durgru_jax.base_config import load_config_file, set_overrides
+from durgru_jax.base_config import load_config, parse_variant, set_overrides
 
 DATASETS = ("ml1m", "ml100k")
 METHODS = {
@@ -26,46 +24,29 @@ METHODS = {
     "mf": {"task": "baseline", "baseline.name": "mf"},
 }
 SEEDS = (0, 1, 2)
+CHOICES = {"dataset": DATASETS, "method": tuple(METHODS)}  # the argument after ":"
 
 
-def _parse(arg: str) -> tuple[str, str]:
-    dataset, method = "ml1m", "agru"
-    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
-        if token in DATASETS:
-            dataset = token
-        elif token in METHODS:
-            method = token
-        else:
-            raise ValueError(
-                f"unknown rating argument {token!r}: a dataset ({' | '.join(DATASETS)}) "
-                f"and/or a method ({' | '.join(METHODS)})"
-            )
-    return dataset, method
-
-
-def _load(name: str):
-    return load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
-
-
-def get_config(arg: str = "ml1m"):
-    dataset, method = _parse(arg)
-    c = _load(dataset).get_config("rating")  # data, model, rating head, selection on RMSE
+def get_config(arg: str = ""):
+    v = parse_variant(arg, CHOICES, config="rating")
+    # data, model, rating head, selection on RMSE
+    c = load_config(f"{v['dataset']}.py:rating", beside=__file__)
     # Chosen on ML-100K validation RMSE (aGRU, seed 0): 0.958 with 3e-3 / 0.5 against 0.973
     # with the ranking configs' 1e-2 / 0.2, where the rating head overfits after 2 epochs.
     c.optim.learning_rate = 3e-3
     c.model.dropout = 0.5
     c.task = ""  # "" = the recurrent model; "baseline" = config.baseline (set by the sweep)
     # Biased MF, as configs/mf.py (its defaults were chosen on ML-100K validation RMSE).
-    mf_defaults = _load("mf").get_config("synthetic").baseline
+    mf_defaults = load_config("mf.py:synthetic", beside=__file__).baseline
     c.baseline = b = ml_collections.ConfigDict()
     b.name = "mf"  # used when task = "baseline"
     b.mf = ml_collections.ConfigDict(mf_defaults.mf.to_dict())  # factors, reg, lr, epochs, ...
-    return set_overrides(c, METHODS[method])
+    return set_overrides(c, METHODS[v["method"]])
 
 
 def sweep(add, arg: str = ""):
-    if _parse(arg)[1] != "agru" or "agru" in (arg or ""):
-        raise ValueError("the rating sweep runs every method: give only the dataset (ml1m)")
+    """Every method on one dataset (the argument names only the dataset)."""
+    parse_variant(arg, {"dataset": DATASETS}, config="rating sweep")
     for overrides in METHODS.values():
         for seed in SEEDS:
             add(**overrides, seed=seed)

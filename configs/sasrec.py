@@ -19,7 +19,9 @@ softmax over all items (``loss.target=full``); the output shares the item embedd
 (``model.tie_output``). The encoder is ``durgru_jax/attention.py``; durations are not used.
 """
 
-from durgru_jax.base_config import get_base_config, get_movielens_config
+from durgru_jax.base_config import get_base_config, load_config, parse_variant
+
+CHOICES = {"dataset": ("default", "ml1m", "ml100k")}  # the argument after ":", default first
 
 
 def _sasrec(c):
@@ -39,31 +41,18 @@ def _sasrec(c):
     return c
 
 
-def get_config(variant: str = "default"):
-    if variant == "ml1m":
-        c = get_movielens_config()
-        c.data.path = "data/raw/ml-1m/ratings.dat"  # grouplens.org/datasets/movielens/1m
-        c.data.dataset = "ml1m"
-        c.data.max_len = 200  # SASRec's n for ML-1M
-        c.train.epochs = 200
-        c.train.patience = 5
-    elif variant == "ml100k":
-        c = get_movielens_config()
-        c.data.path = "data/raw/ml-100k/u.data"  # grouplens.org/datasets/movielens/100k
-        c.data.dataset = "ml100k"
+def get_config(arg: str = ""):
+    dataset = parse_variant(arg, CHOICES, config="sasrec")["dataset"]
+    if dataset == "default":  # the synthetic data (at most 60 events a user)
+        c = get_base_config()
+        c.train.epochs = 30
+    else:  # configs/ml1m.py / ml100k.py with SASRec's n = 200 events of history (ML-1M)
+        c = load_config(f"{dataset}.py", beside=__file__)
         c.data.max_len = 200
         c.train.epochs = 200
         c.train.patience = 5
-    elif variant == "default":
-        c = get_base_config()
-        c.data.source = "synthetic"
-        c.data.max_len = 50  # synthetic sequences are at most 60 events long
-        c.train.epochs = 30
-        c.train.patience = 3
-    else:
-        raise ValueError(f"unknown variant {variant!r}: default | ml1m | ml100k")
     c = _sasrec(c)
-    if variant == "ml1m":
+    if dataset == "ml1m":
         c.optim.learning_rate = 5e-3  # chosen on validation (see the docstring)
         c.train.batch_size = 32
     return c

@@ -23,10 +23,7 @@ sizes at the dataset's default learning rate. The run at the defaults is declare
 the report's reference.
 """
 
-import importlib.util
-import os
-
-from durgru_jax.base_config import get_base_config, get_movielens_config
+from durgru_jax.base_config import get_base_config, load_config, parse_variant, positive_int
 
 DATASETS = ("synthetic", "ml100k", "ml1m", "criteo", "criteo_tiny")
 LEARNING_RATES = (1e-1, 1e-2, 1e-3, 1e-4)
@@ -35,29 +32,12 @@ HIDDEN0 = 100  # hidden size of the learning-rate runs
 MAX_STEPS = 240
 EVAL_EVERY = 20
 SELECT_EVERY_EPOCHS = 5  # model-selection evaluations (the curve has EVAL_EVERY already)
-
-
-def _parse(arg: str) -> tuple[str, int]:
-    dataset, seeds = "synthetic", 1
-    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
-        if token in DATASETS:
-            dataset = token
-        elif token.startswith("seeds=") and token[6:].isdigit() and int(token[6:]) > 0:
-            seeds = int(token[6:])
-        else:
-            raise ValueError(
-                f"unknown section43 argument {token!r}: a dataset ({' | '.join(DATASETS)}) "
-                "and/or seeds=N"
-            )
-    return dataset, seeds
+CHOICES = {"dataset": DATASETS}  # the argument after ":" (and seeds=N)
+EXTRAS = {"seeds": positive_int}
 
 
 def _criteo(variant: str):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "criteo.py")
-    spec = importlib.util.spec_from_file_location("_section43_criteo", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(variant)
+    c = load_config(f"criteo.py:{variant}", beside=__file__)
     c.baseline.enabled = False  # the sweep is about the model; configs/criteo.py runs LR
     c.train.epochs = 1000  # max_steps ends every run
     c.train.patience = 1_000_000  # CTR evaluations count towards patience: never stop early
@@ -65,20 +45,14 @@ def _criteo(variant: str):
     return c
 
 
-def get_config(arg: str = "synthetic"):
-    dataset, _ = _parse(arg)
+def get_config(arg: str = ""):
+    dataset = parse_variant(arg, CHOICES, extras=EXTRAS, config="section43")["dataset"]
     if dataset.startswith("criteo"):
         c = _criteo("tiny" if dataset == "criteo_tiny" else "default")
     elif dataset == "synthetic":
-        c = get_base_config()
-        c.data.max_len = 50  # as configs/default.py
-        c.optim.learning_rate = 1e-3
-    else:
-        c = get_movielens_config("rating")  # learning rate 1e-2
-        big = dataset == "ml1m"
-        c.data.path = "data/raw/ml-1m/ratings.dat" if big else "data/raw/ml-100k/u.data"
-        c.data.dataset = dataset  # fetched into data/raw/ when the path is missing
-        c.train.batch_size = 128 if big else 64
+        c = get_base_config()  # learning rate 1e-3
+    else:  # the rating protocol of configs/ml1m.py / ml100k.py (learning rate 1e-2)
+        c = load_config(f"{dataset}.py:rating", beside=__file__)
     if not dataset.startswith("criteo"):
         c.train.epochs = 1000  # max_steps ends every run
         c.train.patience = 1000  # no early stopping: every run reaches max_steps
@@ -90,10 +64,10 @@ def get_config(arg: str = "synthetic"):
 
 
 def sweep(add, arg: str = ""):
-    dataset, n_seeds = _parse(arg)
-    lr0 = get_config(dataset).optim.learning_rate
+    v = parse_variant(arg, CHOICES, extras=EXTRAS, config="section43")
+    lr0 = get_config(v["dataset"]).optim.learning_rate
     runs = [(lr0, HIDDEN0)] + [(lr, HIDDEN0) for lr in LEARNING_RATES if lr != lr0]
     runs += [(lr0, h) for h in HIDDEN_SIZES if h != HIDDEN0]
     for lr, hidden in runs:
-        for seed in range(n_seeds):
+        for seed in range(v.get("seeds", 1)):
             add(**{"optim.learning_rate": lr, "model.hidden_dim": hidden, "seed": seed})

@@ -12,21 +12,15 @@ events are removed (iteratively). Repeated interactions with an item are common 
 logs, so already-seen items stay rankable (``eval.exclude_history=false``).
 """
 
-from durgru_jax.base_config import get_session_config
+from durgru_jax.base_config import get_user_log_config
 
 
 def get_config():
-    c = get_session_config()
+    c = get_user_log_config()  # one sequence per user, leave-one-out, 5-core
     c.data.source = "taobao"
     c.data.path = "data/raw/taobao/UserBehavior.csv"
     c.data.dataset = "taobao"  # fetched into data/raw/ when the path is missing (if allowed)
-    c.data.split = "leave_one_out"
-    c.data.session_gap_s = 0.0  # one sequence per user
     c.data.dwell_break_s = 1800.0  # dwell only up to a pause of 30 min (else: none)
     c.data.dwell_cap_s = 600.0  # and capped at 10 min
-    c.data.kcore_users = 5
-    c.data.kcore_items = 5
-    c.data.eval_history = "held_out_hidden"
-    c.data.max_len = 50
     c.train.select_metric = "valid/ndcg@10"
     return c

@@ -9,20 +9,14 @@ timestamps have hour resolution, so no dwell time can be derived: the duration f
 neutral and ``duration_mode`` only matters as an ablation switch.
 """
 
-from durgru_jax.base_config import get_session_config
+from durgru_jax.base_config import get_user_log_config
 
 
 def get_config():
-    c = get_session_config()
+    c = get_user_log_config()  # one sequence per user, leave-one-out, 5-core
     c.data.source = "tianchi"
     c.data.path = "data/raw/tianchi/tianchi_mobile_recommend_train_user.csv"
     c.data.dataset = "tianchi"  # fetched into data/raw/ when the path is missing (if allowed)
-    c.data.split = "leave_one_out"
-    c.data.session_gap_s = 0.0
-    c.data.kcore_users = 5
-    c.data.kcore_items = 5
-    c.data.eval_history = "held_out_hidden"
     c.data.duration_proxy = "none"  # hour-resolution times: a gap is not a dwell
     c.model.duration_delay = 0
-    c.data.max_len = 50
     return c

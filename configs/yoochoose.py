@@ -13,18 +13,19 @@ a session's last click has none. Because that gap *is* the next click's time,
 ``model.duration_delay=1`` keeps it out of the prediction it would leak into.
 """
 
-from durgru_jax.base_config import get_session_config
+from durgru_jax.base_config import get_session_config, parse_variant
+
+CHOICES = {"variant": ("clicks", "prepared")}  # the argument after ":", default first
 
 
-def get_config(variant: str = "clicks"):
+def get_config(arg: str = ""):
+    variant = parse_variant(arg, CHOICES, config="yoochoose")["variant"]
     c = get_session_config()
     if variant == "clicks":
         c.data.source = "yoochoose"  # yoochoose-clicks.dat: session,ISO time,item,category
         c.data.path = "data/raw/yoochoose/yoochoose-clicks.dat"
         c.data.dataset = "yoochoose"  # registry entry: says where to get the file
-    elif variant == "prepared":
+    else:  # prepared
         c.data.source = "yoochoose_prepared"  # TSV SessionId ItemId Time (GRU4Rec's)
         c.data.path = "data/raw/yoochoose/yoochoose-clicks-100k_train_full.txt"
-    else:
-        raise ValueError(f"unknown yoochoose variant {variant!r}: clicks | prepared")
     return c

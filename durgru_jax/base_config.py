@@ -1,30 +1,42 @@
-"""The base experiment config; every file in ``configs/`` starts from `get_base_config()`."""
+"""The experiment ConfigDict: `get_base_config` and the dataset bases the files in ``configs/``
+start from, and the machinery those files share: the one dotted-override setter
+(`set_override`), the one config-file loader (`load_config`, ``PATH.py[:VARIANT]``) and the one
+variant parser (`parse_variant`).
+
+No default is written here twice: the ``model`` / ``loss`` / ``optim`` / ``train`` / ``eval``
+groups are built from the typed dataclasses of `durgru_jax.config`, and the preprocessing keys
+of ``data`` from `durgru_jax.data.dataset.PrepConfig`; only the keys no dataclass holds (the
+data source, ``seed``, ``compare``) are set here.
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
 
 import ml_collections
 
+from durgru_jax.config import GROUPS, OptimConfig, group_defaults
+from durgru_jax.data.dataset import PrepConfig
+
+
+def _group(cls) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(group_defaults(cls))
+
 
 def get_optim_config() -> ml_collections.ConfigDict:
-    """The ``config.optim`` group (read by ``durgru_jax.train.make_optimizer``)."""
-    o = ml_collections.ConfigDict()
-    o.name = "adam"  # "adam" | "adamw" | "sgd" | "adagrad"
-    o.learning_rate = 1e-3  # peak learning rate
-    o.schedule = "constant"  # "constant" | "cosine" | "linear" decay after warm-up
-    o.warmup_steps = 0  # linear warm-up steps
-    o.weight_decay = 0.0  # adamw only
-    o.clip_norm = 1.0  # global gradient-norm clipping (0: off)
-    return o
+    """The ``config.optim`` group (`durgru_jax.config.OptimConfig`'s defaults)."""
+    return _group(OptimConfig)
 
 
-def get_base_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0  # seeds parameters, data order, dropout and negative sampling
-
-    c.data = d = ml_collections.ConfigDict()
+def get_data_config() -> ml_collections.ConfigDict:
+    """The ``config.data`` group: where the events come from, then the preprocessing switches
+    of `PrepConfig` (all but its ``seed``, which is the run's ``config.seed``)."""
+    d = ml_collections.ConfigDict()
     d.source = "synthetic"  # "synthetic" | "movielens" | "csv"
     d.path = ""  # input file for movielens / csv
     d.dataset = ""  # registry name (durgru_jax/data/download.py) to fetch a missing file
@@ -50,105 +62,18 @@ def get_base_config() -> ml_collections.ConfigDict:
     d.synthetic.noise_rate = 0.3  # share of short-dwell noise clicks
     d.synthetic.drift = 0.1  # per-event probability of switching topic
     d.synthetic.seed = 0  # generator seed (independent of the run's seed)
-    # "leave_one_out" (last test, 2nd-to-last valid) | "random" | "temporal" (global cut-off)
-    d.split = "leave_one_out"
-    d.random_test_ratio = 0.1  # split="random": share of events held out for test
-    d.random_valid_ratio = 0.1  # split="random": share held out for validation
-    d.temporal_test_days = 1.0  # split="temporal": the last days (before the newest event) test
-    d.temporal_valid_days = 1.0  # split="temporal": the days before them validation
-    d.temporal_by_sequence = True  # split="temporal": a sequence goes whole by its last event
-    d.min_user_events = 3  # leave_one_out: users with fewer events only train
-    d.kcore_users = 0  # iteratively drop users with fewer events (0: off)
-    d.kcore_items = 0  # iteratively drop items with fewer events (0: off)
-    d.session_gap_s = 0.0  # cut each user's events into sessions at longer gaps (0: off)
-    d.drop_consecutive_repeats = False  # drop an event repeating the previous item
-    # inputs of a held-out event: "held_out_hidden" (visible = training events, plus the
-    # validation ones for test) | "all_past" (every earlier event of the sequence) | "auto"
-    # (all_past for split="temporal", else held_out_hidden)
-    d.eval_history = "auto"
-    d.max_len = 50  # input events per sequence (training windows and evaluation inputs)
-    d.duration_transform = "log1p"  # transform before the per-user z-score: "log1p" | "none"
-    d.duration_min_events = 3  # users with fewer training durations get the neutral factor
-    # data without durations: "none" | "prev_gap" (time since the previous event) | "next_gap"
-    # (dwell = time to the next event of the sequence, capped at dwell_cap_s)
-    d.duration_proxy = "none"
-    d.dwell_cap_s = 1800.0  # cap of a next_gap dwell, seconds
-    d.dwell_break_s = 0.0  # next_gap: a longer gap ends the visit, so no dwell (0: off)
-    d.shuffle_durations = False  # control: permute durations within each (user, split)
-    d.pack = True  # several short training windows share a row (state reset between them)
-    d.use_behavior = True  # behaviour type (if the data has one) as an aGRU input context
-    d.hour_buckets = 4  # hour-of-day input-context buckets (0: off; must divide 24)
-    d.gap_buckets = 4  # time-gap transfer-context buckets (0: off)
+    d.update({k: v for k, v in group_defaults(PrepConfig).items() if k != "seed"})
+    return d
 
-    c.model = m = ml_collections.ConfigDict()
-    m.cell = "agru"  # "agru" (eq. 6-8) | "gru" (eq. 10-11) | "sasrec" | "adpr" (attention.py)
-    m.duration_mode = "input"  # "none" | "input" (paper, eq. 10) | "gate" (AUGRU-style)
-    m.embed_dim = 64  # item embedding size (the paper's k)
-    m.hidden_dim = 100  # hidden state size
-    m.dropout = 0.1  # on cell inputs and outputs
-    m.tie_output = False  # score with the item embeddings (eq. 12 with W_0 tied)
-    m.relevance = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
-    m.reset_gate = False  # aGRU ablation: a learned reset gate instead of the paper's r_t = I
-    # alpha = duration_scale * sigmoid(z). 1.0 is eq. (9) as printed (an average event gets
-    # 0.5); 2.0 gives an average or unknown event exactly 1, so "none" is the case z = 0.
-    m.duration_scale = 2.0
-    m.scan_unroll = 4  # lax.scan unroll factor (speed only; ~15% faster than 1 on CPU)
-    m.init_bias_from_popularity = True  # output bias starts at log training popularity
-    # 0: an event's duration is known when the next item is predicted (measured dwell);
-    # 1: only after the next event (dwell derived from the next click's time): the prediction
-    # made at event t then uses a neutral factor for t, so the next click's time never leaks.
-    m.duration_delay = 0
-    m.n_layers = 2  # sasrec: self-attention blocks
-    m.n_heads = 1  # sasrec: attention heads (must divide hidden_dim)
-    # sasrec's positional table size (model.max_len) is not set here: like the catalogue size
-    # it is filled in from the data, = data.max_len. Attention cells need duration_mode=none.
-    # "bfloat16": the train step computes in bf16 from f32 master weights (logsumexp and
-    # losses stay f32, gradients are f32); meant for GPUs/TPUs, slow on CPU. Evaluation is f32.
-    m.compute_dtype = "float32"
 
-    c.loss = l = ml_collections.ConfigDict()
-    l.target = "full"  # "full": softmax over all items (NLL) | "sampled" (log-Q) | "bpr_max"
-    l.n_sampled = 1024  # target="sampled": shared negatives per batch
-    l.sampler = "popularity"  # target="sampled": "uniform" | "popularity"
-    l.aux_weight = 0.5  # alpha of eq. (14); 0 switches the auxiliary loss off
-    l.aux_negatives = 1  # negatives per step for the auxiliary loss, eq. (13)
-    l.aux_sampler = "uniform"  # "uniform" | "popularity"
-    l.rating_weight = 0.0  # > 0 adds the next-item rating MSE (data with ratings)
-    l.bpreg = 1.0  # target="bpr_max": weight of its score regulariser sum_j s_j r_j^2
-    # sampler="popularity": draws from popularity^alpha (GRU4Rec's sample_alpha; 1: as is)
-    l.sample_alpha = 1.0
-
-    c.optim = get_optim_config()
-
-    c.train = t = ml_collections.ConfigDict()
-    t.batch_size = 128  # sequences (windows) per step
-    t.epochs = 20  # maximum epochs
-    t.max_steps = 0  # stop after this many steps (0: no limit)
-    t.patience = 3  # evaluations without validation improvement before early stopping
-    t.select_metric = "valid/ndcg@10"  # model selection metric (validation only)
-    t.log_every = 50  # steps between progress lines / metrics.jsonl records
-    t.eval_every_epochs = 1  # validation every this many epochs
-    # also validate every this many optimizer steps (and at step 0), appended to metrics.jsonl
-    # for metric-vs-iteration curves (0: off); selection and early stopping stay at epoch ends
-    t.eval_every_steps = 0
-    t.time_budget_s = 0.0  # stop training after this many seconds (0: no limit)
-    # Devices (durgru_jax/parallel.py): a (data_parallel x model_parallel) mesh. Batches are
-    # split over data_parallel devices (0: all devices not used by model_parallel; batch_size
-    # is padded with empty rows to a multiple of it); model_parallel > 1 splits the item
-    # tables along the item axis. 1 x 1 is the plain one-device path.
-    t.data_parallel = 1
-    t.model_parallel = 1
-
-    c.eval = e = ml_collections.ConfigDict()
-    e.ks = (5, 10, 20)  # cutoffs of every ranking metric
-    e.exclude_history = True  # never rank items the user already interacted with
-    e.batch_size = 512  # users per evaluation chunk
-    e.item_chunk = 65536  # items scored at once (memory: batch_size x item_chunk floats)
-    e.unknown_targets = "miss"  # targets never seen in training: "miss" | "drop"
-    # also paper 001's top-N protocol: one list per user (from its earliest held-out example)
-    # against the set of items of its held-out period: topn_precision/recall/coverage@K
-    e.user_topn = False
-
+def get_base_config() -> ml_collections.ConfigDict:
+    """The base experiment config (the synthetic data and every default); each file in
+    ``configs/`` starts from it or from one of the dataset bases below."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # seeds parameters, data order, dropout and negative sampling
+    c.data = get_data_config()
+    for group, cls in GROUPS.items():
+        c[group] = _group(cls)
     # Extra runs trained beside this one, each "key=value[,key=value]" of overrides; their
     # metrics are stored under "comparisons" in results.json.
     c.compare = ()
@@ -165,7 +90,6 @@ def get_session_config() -> ml_collections.ConfigDict:
     d.kcore_items = 5  # items with fewer than 5 clicks are removed (GRU4Rec's filter)
     d.drop_consecutive_repeats = True  # a reload of the same item is one view
     d.duration_proxy = "next_gap"  # dwell = gap to the next click of the session
-    d.hour_buckets = 4
     d.max_len = 20
     c.model.duration_delay = 1  # that dwell is the next click's time: never let it leak
     c.eval.exclude_history = False  # re-clicking an item is a legitimate next click
@@ -176,9 +100,27 @@ def get_session_config() -> ml_collections.ConfigDict:
     return c
 
 
-def get_movielens_config(variant: str = "default") -> ml_collections.ConfigDict:
+def get_user_log_config() -> ml_collections.ConfigDict:
+    """Base for per-user behaviour logs (Taobao, Tianchi): as `get_session_config`, but each
+    user's whole history is one sequence, leave-one-out, users and items 5-core."""
+    c = get_session_config()
+    d = c.data
+    d.split = "leave_one_out"
+    d.session_gap_s = 0.0  # one sequence per user
+    d.kcore_users = 5
+    d.kcore_items = 5
+    d.eval_history = "held_out_hidden"
+    d.max_len = 50
+    return c
+
+
+MOVIELENS_VARIANTS = ("default", "gru4rec", "rating")
+
+
+def get_movielens_config(variant: str = "") -> ml_collections.ConfigDict:
     """Base for MovieLens: leave-one-out; ``variant`` "gru4rec" (history not excluded,
     selection on recall@20, as GRU4Rec evaluates) or "rating" (random 90/10 rating split)."""
+    variant = parse_variant(variant, {"variant": MOVIELENS_VARIANTS}, config="MovieLens")["variant"]
     c = get_base_config()
     c.data.source = "movielens"
     c.data.max_len = 100  # input events per training window / evaluation input
@@ -198,31 +140,153 @@ def get_movielens_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.data.random_valid_ratio = 0.09
         c.loss.rating_weight = 1.0
         c.train.select_metric = "valid/rmse"  # minimised
-    elif variant != "default":
-        raise ValueError(f"unknown MovieLens variant {variant!r}: default | gru4rec | rating")
     return c
 
 
-def set_overrides(c: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
-    """Sets dotted ``{"group.key": value}`` overrides in place (a sweep's or a variant's);
-    returns ``c``. An unknown key raises, as a mistyped ``--config.x=y`` does."""
+# ----------------------------------------------------------------------------- overrides
+
+
+def set_override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    """Sets the field at dotted ``key`` of ``config`` to ``value``, cast to the field's type.
+
+    ``value`` may be text (a ``compare`` spec's): ``true``/``false``/``1``/``0`` for a bool, a
+    Python literal for a number or a tuple, as is for a string. An int field takes only whole
+    numbers, a bool field only booleans, a tuple field a tuple or list. An unknown key or a
+    value that does not fit raises, naming the key."""
+    *parents, leaf = key.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        node = node.get(part)
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise KeyError(f"override {key!r}: no config group {'.'.join(parents[: i + 1])!r}")
+    if leaf not in node:
+        raise KeyError(f"override {key!r}: no such config field")
+    current = node[leaf]
+    if isinstance(current, ml_collections.ConfigDict):
+        raise KeyError(f"override {key!r}: a config group, not a field")
+    try:
+        node[leaf] = _cast(current, value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"override {key}={value!r}: {e}") from None
+
+
+def _cast(current: Any, value: Any) -> Any:
+    if isinstance(value, str) and current is not None and not isinstance(current, str):
+        value = _parse_text(current, value.strip())
+    if isinstance(current, bool):
+        if type(value) not in (bool, int) or value not in (0, 1):
+            raise ValueError("expected a boolean")
+        return bool(value)
+    if isinstance(current, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected {type(current).__name__}")
+        if isinstance(current, int) and value != int(value):
+            raise ValueError("expected int, got a fraction")
+        return type(current)(value)
+    if isinstance(current, (tuple, list)):
+        if not isinstance(value, (tuple, list)):
+            raise ValueError("expected a tuple")
+        return tuple(value)
+    if isinstance(current, str) and not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _parse_text(current: Any, text: str) -> Any:
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected a boolean (true | false | 1 | 0)")
+        return text.lower() in ("true", "1")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"expected {type(current).__name__}, got {text!r}") from None
+
+
+def set_overrides(
+    config: ml_collections.ConfigDict, overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
+    """`set_override` for each dotted ``{"group.key": value}`` (a sweep's or a variant's), in
+    place; returns ``config``."""
     for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = c
-        for p in parents:
-            node = node[p]
-        if leaf not in node:
-            raise KeyError(f"override {key!r}: no such config field")
-        node[leaf] = tuple(value) if isinstance(value, list) else value
-    return c
+        set_override(config, key, value)
+    return config
 
 
-def load_config_file(path: str):
-    """The module of a config file (``configs/NAME.py``), for configs built from others."""
+def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
+    """`set_override` from the text ``"a.b.c=value"`` (a ``compare`` spec's or a bench's)."""
+    if "=" not in assignment:
+        raise ValueError(f"override {assignment!r} is not of the form key=value")
+    key, text = assignment.split("=", 1)
+    set_override(config, key.strip(), text.strip())
+
+
+# ----------------------------------------------------------------------------- config files
+
+
+def config_module(spec: str, *, beside: str | None = None) -> tuple[ModuleType, str]:
+    """The module of the config file ``PATH.py[:VARIANT]`` and its ``VARIANT`` ("" if none).
+
+    A relative ``PATH`` is taken from the folder of ``beside`` when given (a config file
+    passes its own ``__file__`` to load a sibling), else from the working directory."""
+    path, _, variant = spec.partition(":")
+    if beside is not None and not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.abspath(beside)), path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} (of {spec!r}) does not exist")
     name = "_durgru_config_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"cannot load config file {path!r}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module, variant
+
+
+def load_config(spec: str, *, beside: str | None = None) -> ml_collections.ConfigDict:
+    """The config of ``PATH.py[:VARIANT]``: its ``get_config(VARIANT)`` (``get_config()``
+    without a variant), as ``launch.py --config PATH.py[:VARIANT]`` builds it."""
+    module, variant = config_module(spec, beside=beside)
+    return module.get_config(variant) if variant else module.get_config()
+
+
+def parse_variant(
+    arg: str | None,
+    known: Mapping[str, Sequence[str]],
+    *,
+    extras: Mapping[str, Callable[[str], Any]] | None = None,
+    config: str = "config",
+) -> dict[str, Any]:
+    """Reads a config file's argument, the text after ``--config configs/NAME.py:``: names and
+    ``key=value`` extras, comma-separated, in any order (e.g. ``"ml1m,sasrec,seeds=2"``).
+
+    ``known`` maps each slot to its names, the first of them the slot's default (``{"dataset":
+    ("ml1m", "ml100k"), "method": ("agru", "gru")}``); ``extras`` maps each accepted extra key
+    to a function that converts its text (raising ValueError on a bad one). Returns ``{slot:
+    name}`` for every slot plus ``{key: value}`` for each extra given. An unknown token, a
+    second name for one slot or a bad extra raises ValueError listing what ``config`` takes.
+    """
+    extras = extras or {}
+    takes = [f"{s}: {' | '.join(names)}" for s, names in known.items()]
+    takes = "; ".join(takes + [f"{k}=..." for k in extras])
+    out: dict[str, Any] = {}
+    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
+        slot = next((s for s, names in known.items() if token in names), None)
+        key, eq, text = token.partition("=")
+        if (slot is None and not eq) or (eq and key not in extras):
+            raise ValueError(f"unknown {config} variant {token!r}; {config} takes {takes}")
+        if (slot or key) in out:
+            raise ValueError(f"{config} variant {arg!r}: two values for {slot or key}")
+        if slot is not None:
+            out[slot] = token
+            continue
+        try:
+            out[key] = extras[key](text)
+        except ValueError as e:
+            raise ValueError(f"{config} variant {token!r}: {e}") from None
+    return {**{s: names[0] for s, names in known.items()}, **out}
+
+
+def positive_int(text: str) -> int:
+    """An extra's value that must be a positive integer (``seeds=3``)."""
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} is not a positive integer")
+    return int(text)

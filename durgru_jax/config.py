@@ -1,9 +1,13 @@
-"""Typed, frozen views of the experiment ConfigDict.
+"""Typed, frozen views of the experiment ConfigDict, and the one home of its defaults.
 
 The model and the training loop never read the ConfigDict: `from_config` turns each group into
 a frozen dataclass, checks every value, and fails naming the field when something is wrong.
 Unknown keys are already rejected by the locked ConfigDict at the command line; the dataclass
 constructors reject them again for configs built in Python.
+
+Each field's default here is the default of ``config.<group>.<field>``: `base_config` builds
+the ConfigDict groups from `group_defaults`. Fields marked `_from_data` (the catalogue size,
+the context counts, ...) are not config keys; the training loop fills them in from the data.
 """
 
 from __future__ import annotations
@@ -30,28 +34,50 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
         raise ConfigError(f"config.{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
+_FROM_DATA = "from_data"
+
+
+def _from_data(default: Any) -> Any:
+    """A field filled in from the prepared data by the training loop, never by a config."""
+    return dataclasses.field(default=default, metadata={_FROM_DATA: True})
+
+
+def group_defaults(cls) -> dict[str, Any]:
+    """``{field: default}`` of the keys a config sets in ``cls``'s group (not `_from_data`)."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if not f.metadata.get(_FROM_DATA)}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    cell: str = "agru"
-    duration_mode: str = "input"
-    embed_dim: int = 64
-    hidden_dim: int = 100
-    dropout: float = 0.1
-    tie_output: bool = False
-    relevance: bool = True
-    n_items: int = 0  # catalogue size, filled in from the data (ids 1..n_items, 0 = padding)
-    n_input_contexts: int = 1  # filled in from the data
-    n_transfer_contexts: int = 1  # filled in from the data
-    rating_head: bool = False  # filled in from the data and loss.rating_weight
-    scan_unroll: int = 1
-    init_bias_from_popularity: bool = True
-    duration_delay: int = 0  # 1: an event's duration is known only after the next event
-    reset_gate: bool = False  # aGRU ablation: learn a reset gate instead of r_t = I
-    duration_scale: float = 2.0  # alpha = scale * sigmoid(z); 1 is eq. (9) as printed
+    cell: str = "agru"  # "agru" (eq. 6-8) | "gru" (eq. 10-11) | "sasrec" | "adpr" (attention.py)
+    duration_mode: str = "input"  # "none" | "input" (paper, eq. 10) | "gate" (AUGRU-style)
+    embed_dim: int = 64  # item embedding size (the paper's k)
+    hidden_dim: int = 100  # hidden state size
+    dropout: float = 0.1  # on cell inputs and outputs
+    tie_output: bool = False  # score with the item embeddings (eq. 12 with W_0 tied)
+    relevance: bool = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
+    n_items: int = _from_data(0)  # catalogue size (ids 1..n_items, 0 = padding)
+    n_input_contexts: int = _from_data(1)
+    n_transfer_contexts: int = _from_data(1)
+    rating_head: bool = _from_data(False)  # the data has ratings and loss.rating_weight > 0
+    scan_unroll: int = 4  # lax.scan unroll factor (speed only; ~15% faster than 1 on CPU)
+    init_bias_from_popularity: bool = True  # output bias starts at log training popularity
+    # 0: an event's duration is known when the next item is predicted (measured dwell);
+    # 1: only after the next event (dwell derived from the next click's time): the prediction
+    # made at event t then uses a neutral factor for t, so the next click's time never leaks.
+    duration_delay: int = 0
+    reset_gate: bool = False  # aGRU ablation: a learned reset gate instead of the paper's r_t = I
+    # alpha = duration_scale * sigmoid(z). 1.0 is eq. (9) as printed (an average event gets
+    # 0.5); 2.0 gives an average or unknown event exactly 1, so "none" is the case z = 0.
+    duration_scale: float = 2.0
     n_layers: int = 2  # sasrec: self-attention blocks
     n_heads: int = 1  # sasrec: attention heads (must divide hidden_dim)
-    max_len: int = 0  # sasrec: positional table size, filled in from data.max_len
-    compute_dtype: str = "float32"  # train-step compute: "float32" | "bfloat16" (f32 weights)
+    # sasrec's positional table size: like the catalogue size, filled in from data.max_len.
+    # Attention cells need duration_mode=none.
+    max_len: int = _from_data(0)
+    # "bfloat16": the train step computes in bf16 from f32 master weights (logsumexp and
+    # losses stay f32, gradients are f32); meant for GPUs/TPUs, slow on CPU. Evaluation is f32.
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS + ATTENTION_CELLS)
@@ -88,15 +114,16 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    target: str = "full"  # "full" softmax over all items, "sampled" or "bpr_max"
-    n_sampled: int = 1024  # shared sampled negatives per batch for target="sampled"
-    sampler: str = "popularity"  # negatives of the sampled softmax: "uniform" | "popularity"
-    aux_weight: float = 0.5  # alpha of eq. (14)
-    aux_negatives: int = 1  # negatives per step in the auxiliary loss, eq. (13)
+    target: str = "full"  # "full": softmax over all items (NLL) | "sampled" (log-Q) | "bpr_max"
+    n_sampled: int = 1024  # target="sampled": shared negatives per batch
+    sampler: str = "popularity"  # target="sampled": "uniform" | "popularity"
+    aux_weight: float = 0.5  # alpha of eq. (14); 0 switches the auxiliary loss off
+    aux_negatives: int = 1  # negatives per step for the auxiliary loss, eq. (13)
     aux_sampler: str = "uniform"  # "uniform" | "popularity"
-    rating_weight: float = 0.0  # weight of the next-item rating MSE (rating data only)
-    bpreg: float = 1.0  # target="bpr_max": weight of the score regulariser
-    sample_alpha: float = 1.0  # sampler="popularity": sampled negatives ~ popularity^alpha
+    rating_weight: float = 0.0  # > 0 adds the next-item rating MSE (data with ratings)
+    bpreg: float = 1.0  # target="bpr_max": weight of its score regulariser sum_j s_j r_j^2
+    # sampler="popularity": draws from popularity^alpha (GRU4Rec's sample_alpha; 1: as is)
+    sample_alpha: float = 1.0
 
     def __post_init__(self):
         _choice("loss.target", self.target, ("full", "sampled", "bpr_max"))
@@ -112,12 +139,14 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
+    """The ``config.optim`` group (read by ``durgru_jax.train.make_optimizer``)."""
+
     name: str = "adam"  # "adam" | "adamw" | "sgd" | "adagrad"
-    learning_rate: float = 1e-3
-    schedule: str = "constant"  # "constant" | "cosine" | "linear"
-    warmup_steps: int = 0
+    learning_rate: float = 1e-3  # peak learning rate
+    schedule: str = "constant"  # "constant" | "cosine" | "linear" decay after warm-up
+    warmup_steps: int = 0  # linear warm-up steps
     weight_decay: float = 0.0  # adamw only
-    clip_norm: float = 1.0  # global-norm gradient clipping; 0 disables
+    clip_norm: float = 1.0  # global gradient-norm clipping (0: off)
 
     def __post_init__(self):
         _choice("optim.name", self.name, ("adam", "adamw", "sgd", "adagrad"))
@@ -129,17 +158,23 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 128
-    epochs: int = 20
-    max_steps: int = 0  # stop after this many steps (0: no limit); for sweeps over iterations
-    patience: int = 3  # epochs without validation improvement before stopping
-    select_metric: str = "valid/ndcg@10"  # early stopping and model selection (never test)
-    log_every: int = 50
-    eval_every_epochs: int = 1
-    eval_every_steps: int = 0  # extra validation records along the steps (0: off)
+    batch_size: int = 128  # sequences (windows) per step
+    epochs: int = 20  # maximum epochs
+    max_steps: int = 0  # stop after this many steps (0: no limit)
+    patience: int = 3  # evaluations without validation improvement before early stopping
+    select_metric: str = "valid/ndcg@10"  # model selection metric (validation only)
+    log_every: int = 50  # steps between progress lines / metrics.jsonl records
+    eval_every_epochs: int = 1  # validation every this many epochs
+    # also validate every this many optimizer steps (and at step 0), appended to metrics.jsonl
+    # for metric-vs-iteration curves (0: off); selection and early stopping stay at epoch ends
+    eval_every_steps: int = 0
     time_budget_s: float = 0.0  # stop training after this many seconds (0: no limit)
-    data_parallel: int = 1  # batch shards over the "data" mesh axis (0: all devices)
-    model_parallel: int = 1  # item-table shards over the "model" mesh axis
+    # Devices (durgru_jax/parallel.py): a (data_parallel x model_parallel) mesh. Batches are
+    # split over data_parallel devices (0: all devices not used by model_parallel; batch_size
+    # is padded with empty rows to a multiple of it); model_parallel > 1 splits the item
+    # tables along the item axis. 1 x 1 is the plain one-device path.
+    data_parallel: int = 1
+    model_parallel: int = 1
 
     def __post_init__(self):
         _positive("train.batch_size", self.batch_size)
@@ -159,12 +194,14 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    ks: tuple[int, ...] = (5, 10, 20)
-    exclude_history: bool = True
+    ks: tuple[int, ...] = (5, 10, 20)  # cutoffs of every ranking metric
+    exclude_history: bool = True  # never rank items the user already interacted with
     batch_size: int = 512  # users per evaluation chunk
-    item_chunk: int = 65536  # items scored at once; bounds memory at batch_size x item_chunk
-    unknown_targets: str = "miss"  # target items never seen in training: "miss" | "drop"
-    user_topn: bool = False  # also paper 001's per-user top-N set metrics (topn_*)
+    item_chunk: int = 65536  # items scored at once (memory: batch_size x item_chunk floats)
+    unknown_targets: str = "miss"  # targets never seen in training: "miss" | "drop"
+    # also paper 001's top-N protocol: one list per user (from its earliest held-out example)
+    # against the set of items of its held-out period: topn_precision/recall/coverage@K
+    user_topn: bool = False
 
     def __post_init__(self):
         if not self.ks or any(k <= 0 for k in self.ks):
@@ -175,8 +212,13 @@ class EvalConfig:
 
 
 def _build(cls, cfg: Mapping[str, Any], group: str, **overrides):
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = set(group_defaults(cls))
     data = dict(cfg)
+    from_data = sorted(set(data) & ({f.name for f in dataclasses.fields(cls)} - names))
+    if from_data:
+        raise ConfigError(
+            f"config.{group}: {', '.join(from_data)} are filled in from the data; remove them"
+        )
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown key(s) in config.{group}: {', '.join(unknown)}")
@@ -188,7 +230,7 @@ def _build(cls, cfg: Mapping[str, Any], group: str, **overrides):
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    seed: int
+    seed: int  # seeds parameters, data order, dropout and negative sampling
     model: ModelConfig
     loss: LossConfig
     optim: OptimConfig
@@ -196,13 +238,21 @@ class RunConfig:
     eval: EvalConfig
 
 
+# The ConfigDict group each typed config is built from (and whose defaults it holds).
+GROUPS = {
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
 def from_config(config: Mapping[str, Any], **model_overrides) -> RunConfig:
-    """Builds the typed run config from a ConfigDict (or nested dict)."""
-    return RunConfig(
-        seed=int(config["seed"]),
-        model=_build(ModelConfig, config["model"], "model", **model_overrides),
-        loss=_build(LossConfig, config["loss"], "loss"),
-        optim=_build(OptimConfig, config["optim"], "optim"),
-        train=_build(TrainConfig, config["train"], "train"),
-        eval=_build(EvalConfig, config["eval"], "eval"),
-    )
+    """Builds the typed run config from a ConfigDict (or nested dict); ``model_overrides`` are
+    the `_from_data` fields of `ModelConfig` (``n_items=...``)."""
+    groups = {
+        group: _build(cls, config[group], group, **(model_overrides if group == "model" else {}))
+        for group, cls in GROUPS.items()
+    }
+    return RunConfig(seed=int(config["seed"]), **groups)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -10,43 +9,9 @@ import re
 import ml_collections
 from absl import logging
 
+from durgru_jax.base_config import apply_override
 from durgru_jax.run_lib import write_json
 from durgru_jax.train import train_and_evaluate
-
-
-def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
-    """Sets ``a.b.c=value`` on ``config``, casting ``value`` to the field's current type."""
-    if "=" not in assignment:
-        raise ValueError(f"override {assignment!r} is not of the form key=value")
-    key, raw = (s.strip() for s in assignment.split("=", 1))
-    *parents, leaf = key.split(".")
-    node = config
-    for i, part in enumerate(parents):
-        if part not in node:
-            raise KeyError(
-                f"unknown config key {'.'.join(parents[: i + 1])!r} in override {assignment!r}"
-            )
-        node = node[part]
-    if leaf not in node:
-        raise KeyError(f"unknown config key {key!r} in override {assignment!r}")
-    current = node[leaf]
-    if isinstance(current, bool):
-        if raw.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"override {assignment!r}: expected a boolean")
-        value = raw.lower() in ("true", "1")
-    elif isinstance(current, (int, float)):
-        value = ast.literal_eval(raw)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or (isinstance(current, int) and value != int(value)):
-            raise ValueError(
-                f"override {assignment!r}: expected {type(current).__name__}, got {raw!r}"
-            )
-        value = type(current)(value)
-    elif isinstance(current, (tuple, list)):
-        value = tuple(ast.literal_eval(raw))
-    else:
-        value = raw
-    node[leaf] = value
 
 
 def _slug(spec: str) -> str:

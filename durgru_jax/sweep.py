@@ -22,7 +22,6 @@ models (`durgru_jax.vsweep`), each with the files and results it would have alon
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -32,20 +31,15 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from durgru_jax import runner, vsweep
+from durgru_jax import base_config, runner, vsweep
 
 
 def load_sweep(config_path: str) -> Callable[[Callable[..., None]], None]:
     """The ``sweep`` function of the config file ``path[:variant]``."""
-    path, _, variant = config_path.partition(":")
-    spec = importlib.util.spec_from_file_location("_durgru_sweep_config", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"cannot load config file {path!r}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module, variant = base_config.config_module(config_path)
     fn = getattr(module, "sweep", None)
     if fn is None:
-        raise ValueError(f"{path} declares no sweep(add) function; --sweep needs one")
+        raise ValueError(f"{config_path} declares no sweep(add) function; --sweep needs one")
     if variant:
         return lambda add: fn(add, variant) if fn.__code__.co_argcount > 1 else fn(add)
     return fn
@@ -84,14 +78,7 @@ def _fmt(v: Any) -> str:
 
 def apply(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]):
     """A copy of ``config`` with ``overrides`` set (unknown keys raise, naming the key)."""
-    child = ml_collections.ConfigDict(config.to_dict())
-    for key, value in overrides.items():
-        runner.apply_override(child, f"{key}={_literal(value)}")
-    return child
-
-
-def _literal(v: Any) -> str:
-    return repr(tuple(v)) if isinstance(v, (tuple, list)) else str(v)
+    return base_config.set_overrides(ml_collections.ConfigDict(config.to_dict()), overrides)
 
 
 def run_sweep(

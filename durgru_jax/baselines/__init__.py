@@ -7,16 +7,17 @@
 
 `run.run(config, workdir)` fits one of them on the training events and writes ``results.json``
 (``launch.py`` calls it for configs with ``task = "baseline"``: ``configs/pop.py``,
-``configs/itemcf.py``, ``configs/mf.py``). This module stays import-light: config files use
-`use_dataset` without pulling in JAX.
+``configs/itemcf.py``, ``configs/mf.py``). Config files use `use_dataset`, so this module
+imports no baseline code.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import ml_collections
+
+from durgru_jax.base_config import load_config
 
 
 def use_dataset(c: ml_collections.ConfigDict, variant: str, configs_dir: str) -> None:
@@ -36,9 +37,6 @@ def use_dataset(c: ml_collections.ConfigDict, variant: str, configs_dir: str) ->
             f"unknown dataset variant {variant!r}: use 'synthetic' or NAME[-VARIANT] with "
             f"configs/NAME.py a dataset config (e.g. ml1m, ml1m-rating, ml100k, taobao)"
         )
-    spec = importlib.util.spec_from_file_location(f"_durgru_dataset_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    src = module.get_config(sub) if sub else module.get_config()
+    src = load_config(f"{path}:{sub}")
     c.data = ml_collections.ConfigDict(src.data.to_dict())
     c.eval = ml_collections.ConfigDict(src.eval.to_dict())

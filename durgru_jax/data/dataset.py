@@ -37,30 +37,36 @@ SPLITS = {"valid": VALID, "test": TEST}
 class PrepConfig:
     """Preprocessing switches (the ``config.data`` group minus the source fields)."""
 
-    split: str = "leave_one_out"  # "leave_one_out" | "random" | "temporal"
-    random_test_ratio: float = 0.1
-    random_valid_ratio: float = 0.1
+    # "leave_one_out" (last test, 2nd-to-last valid) | "random" | "temporal" (global cut-off)
+    split: str = "leave_one_out"
+    random_test_ratio: float = 0.1  # split="random": share of events held out for test
+    random_valid_ratio: float = 0.1  # split="random": share held out for validation
     temporal_test_days: float = 1.0  # split="temporal": the last days are test
     temporal_valid_days: float = 1.0  # ... and the days before them validation
     temporal_by_sequence: bool = True  # a sequence goes whole to the split of its last event
-    min_user_events: int = 3
-    max_len: int = 50
+    min_user_events: int = 3  # leave_one_out: users with fewer events only train
+    max_len: int = 50  # input events per sequence (training windows and evaluation inputs)
     kcore_users: int = 0  # iteratively drop users (sequences) with fewer events (0: off)
     kcore_items: int = 0  # ... and items with fewer events (0: off)
     session_gap_s: float = 0.0  # cut a user's events into sessions at longer gaps (0: off)
     drop_consecutive_repeats: bool = False  # drop an event repeating the previous item
-    duration_transform: str = "log1p"
-    duration_min_events: int = 3
-    duration_proxy: str = "none"  # data without durations: "none" | "prev_gap" | "next_gap"
+    duration_transform: str = "log1p"  # transform before the per-user z-score: "log1p" | "none"
+    duration_min_events: int = 3  # users with fewer training durations get the neutral factor
+    # data without durations: "none" | "prev_gap" (time since the previous event) | "next_gap"
+    # (dwell = time to the next event of the sequence, capped at dwell_cap_s)
+    duration_proxy: str = "none"
     dwell_cap_s: float = 1800.0  # next_gap dwell is clipped at this many seconds
     dwell_break_s: float = 0.0  # next_gap: a longer gap is a break, no dwell (0: off)
-    eval_history: str = "auto"  # "held_out_hidden" | "all_past" | "auto" (all_past if temporal)
+    # inputs of a held-out event: "held_out_hidden" (visible = training events, plus the
+    # validation ones for test) | "all_past" (every earlier event of the sequence) | "auto"
+    # (all_past for split="temporal", else held_out_hidden)
+    eval_history: str = "auto"
     shuffle_durations: bool = False  # control: permute durations within each (user, split)
     pack: bool = True  # training windows share rows (with resets) to avoid padding
-    use_behavior: bool = True
-    hour_buckets: int = 0  # hour-of-day input-context buckets (0: off)
+    use_behavior: bool = True  # behaviour type (if the data has one) as an aGRU input context
+    hour_buckets: int = 4  # hour-of-day input-context buckets (0: off; must divide 24)
     gap_buckets: int = 4  # time-gap transfer-context buckets (0: off)
-    seed: int = 0
+    seed: int = 0  # the run's config.seed (not a config.data key)
 
     def __post_init__(self):
         if self.split not in ("leave_one_out", "random", "temporal"):
