@@ -1,15 +1,21 @@
 """The evaluator: one loop that ranks the whole catalogue for held-out examples.
 
-Every model is a scorer ``u_BxD . v_DxN + c_N`` for the shared ranker
-(`metrics.rank_and_topk`, ties counted against the model, history excluded per
-``config.eval.exclude_history``): the recurrent and attention encoders (`evaluate`),
-popularity (`evaluate_popularity`) and the baselines (`evaluate_scorer`).
+Every model is a `Scorer`: per batch of examples, factors ``(u_BxD, v_DxN, c_N)`` whose
+product ``u . v + c`` scores items ``0..n_items`` for the shared ranker
+(`metrics.rank_and_topk`: exact ranks, ties counted against the model, history excluded per
+``config.eval.exclude_history``). The recurrent and attention encoders (`model_scorer`, eq. 12),
+popularity (`popularity_scorer`) and the baselines (`fixed_factors`, `score_factors`) all go
+through `rank_examples`, which batches, ranks and returns ranks and top-K lists in the
+examples' order; `evaluate_scorer` turns them into metrics and `topk` into recommendations.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +23,7 @@ import numpy as np
 
 from durgru_jax import model as model_lib
 from durgru_jax import parallel
-from durgru_jax.config import ModelConfig, RunConfig
+from durgru_jax.config import EvalConfig, ModelConfig, RunConfig
 from durgru_jax.data import dataset as ds
 from durgru_jax.metrics import (
     rank_and_topk,
@@ -25,6 +31,163 @@ from durgru_jax.metrics import (
     rating_metrics,
     user_topn_metrics,
 )
+
+
+class Factors(NamedTuple):
+    """One batch as the ranker sees it: scores ``u_BxD . v_DxN + c_N`` of ids ``0..n_items``
+    (one row per row of the padded batch), and optionally a predicted rating of each row's
+    target."""
+
+    u: jax.Array
+    v: jax.Array
+    c: jax.Array
+    rating: jax.Array | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """A model for the evaluation loop.
+
+    ``factors(rows, batch) -> (u_BxD, v_DxN, c_N[, rating_B])``: ``rows`` are the positions in
+    the examples of the batch's real rows (the first ``len(rows)``), ``batch`` the padded
+    input arrays of `dataset.iterate_eval_batches_by_length` (``len(batch["target"])`` rows).
+    """
+
+    factors: Callable[[np.ndarray, Mapping[str, np.ndarray]], tuple]
+    # Batches of examples of similar input length, longest first (what an encoder costs
+    # follows its inputs' length) ...
+    by_length: bool = False
+    # ... each cut after its longest input (exact for the recurrent cells only).
+    trim_time: bool = False
+    rating: bool = False  # factors' 4th output is a rating prediction: RMSE/MAE reported
+    # `jax.default_matmul_precision` of the ranking (None: JAX's default, e.g. TF32 on GPUs).
+    matmul_precision: str | None = None
+
+
+class Ranked(NamedTuple):
+    """`rank_examples`' output, in the examples' order: the target's 0-based rank ``[E]``,
+    the top-K item ids ``[E, K]`` and scores (``None`` unless asked for), the predicted
+    ratings ``[E]`` (``None`` unless the scorer predicts them)."""
+
+    rank: np.ndarray
+    top: np.ndarray
+    top_score: np.ndarray | None
+    rating: np.ndarray | None
+
+
+def rank_examples(
+    scorer: Scorer,
+    examples: Mapping[str, np.ndarray],
+    n_items: int,
+    *,
+    kmax: int,
+    batch_size: int,
+    item_chunk: int,
+    exclude_history: bool,
+    with_scores: bool = False,
+) -> Ranked:
+    """Ranks the catalogue for every example of ``examples`` (`dataset.eval_examples`'
+    arrays) with ``scorer``, batch by batch.
+
+    Results stay on the device until every batch is queued, so the host prepares the next
+    batch while the device ranks this one.
+    """
+    outs, order = [], []
+    batches = ds.iterate_eval_batches_by_length(
+        examples, batch_size, trim_time=scorer.trim_time, sort=scorer.by_length
+    )
+    for batch, hist, idx in batches:
+        f = Factors(*scorer.factors(idx, batch))
+        precision = (
+            jax.default_matmul_precision(scorer.matmul_precision)
+            if scorer.matmul_precision
+            else contextlib.nullcontext()
+        )
+        with precision:
+            ranked = rank_and_topk(
+                f.u,
+                f.v,
+                f.c,
+                jnp.asarray(batch["target"]),
+                jnp.asarray(hist),
+                n_items=n_items,
+                kmax=kmax,
+                item_chunk=min(item_chunk, n_items + 1),
+                exclude_history=exclude_history,
+                with_scores=with_scores,
+            )
+        outs.append((*ranked, f.rating) if with_scores else (*ranked, None, f.rating))
+        order.append(idx)
+    back = np.argsort(np.concatenate(order)) if order else None
+
+    def gathered(i, empty):  # output i of every batch, in the examples' order
+        parts = [np.asarray(o[i])[: len(ix)] for o, ix in zip(outs, order, strict=True)]
+        return np.concatenate(parts)[back] if parts else empty
+
+    return Ranked(
+        rank=gathered(0, np.zeros(0, np.int64)),
+        top=gathered(1, np.zeros((0, kmax), np.int64)),
+        top_score=gathered(2, np.zeros((0, kmax), np.float32)) if with_scores else None,
+        rating=gathered(3, np.zeros(0)) if scorer.rating else None,
+    )
+
+
+def evaluate_scorer(
+    scorer: Scorer,
+    examples: Mapping[str, np.ndarray],
+    eval_cfg: EvalConfig,
+    n_items: int,
+    prefix: str,
+) -> dict[str, float]:
+    """Metrics of ``scorer`` on ``examples``: `ranking_metrics`, `user_topn_metrics` with
+    ``eval_cfg.user_topn`` and `rating_metrics` when the scorer predicts ratings."""
+    ks = tuple(eval_cfg.ks)
+    r = rank_examples(
+        scorer,
+        examples,
+        n_items,
+        kmax=max(ks),
+        batch_size=eval_cfg.batch_size,
+        item_chunk=eval_cfg.item_chunk,
+        exclude_history=bool(eval_cfg.exclude_history),
+    )
+    users, targets = examples["user"], examples["target"]
+    out = ranking_metrics(r.rank, r.top, users, ks, n_items, prefix)
+    if eval_cfg.user_topn:
+        out.update(user_topn_metrics(r.top, users, targets, ks, n_items, prefix))
+    if r.rating is not None:
+        ok = examples["target_rating_ok"]
+        out.update(rating_metrics(r.rating[ok], examples["target_rating"][ok], prefix))
+    return out
+
+
+def topk(
+    scorer: Scorer,
+    examples: Mapping[str, np.ndarray],
+    n_items: int,
+    k: int,
+    *,
+    batch_size: int = 512,
+    item_chunk: int = 65536,
+    exclude_history: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best items ``[E, k]`` of each example and their scores ``[E, k]``, best
+    first, items of the example's history left out with ``exclude_history``. ``examples``
+    are `dataset.eval_examples`' arrays; a ``target`` is optional. A score of ``-inf`` marks
+    a list with fewer than ``k`` rankable items."""
+    if "target" not in examples:
+        examples = {**examples, "target": np.zeros(len(examples["hist_offsets"]) - 1, np.int32)}
+    r = rank_examples(
+        scorer,
+        examples,
+        n_items,
+        kmax=k,
+        batch_size=batch_size,
+        item_chunk=item_chunk,
+        exclude_history=exclude_history,
+        with_scores=True,
+    )
+    return r.top, r.top_score
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
@@ -41,76 +204,66 @@ def _eval_forward(params, cfg: ModelConfig, batch):
     return u, rating
 
 
+def model_scorer(params, rc: RunConfig) -> Scorer:
+    """The recurrent or attention model of ``params``: ``u`` its user vector after the last
+    input, ``v, c`` the item factors of eq. (12) (`model.score_factors`)."""
+    params = parallel.local_params(params, rc.model.n_items + 1)  # params of a mesh: gathered
+    v, c = model_lib.score_factors(params, rc.model)
+
+    def factors(rows, batch):
+        u, rating = _eval_forward(params, rc.model, batch)
+        return u, v, c, rating
+
+    return Scorer(
+        factors,
+        by_length=True,
+        trim_time=rc.model.cell in ("gru", "agru"),
+        rating=rc.model.rating_head,
+    )
+
+
+def popularity_scorer(log_popularity: np.ndarray) -> Scorer:
+    """Every user gets the items ranked by training frequency (``u = 1``, ``v`` = log
+    popularity; an item never seen scores -1e30)."""
+    v = jnp.asarray(log_popularity)[None, :]
+    v = jnp.where(jnp.isfinite(v), v, -1e30)
+    c = jnp.zeros(v.shape[1])
+    return Scorer(lambda rows, batch: (jnp.ones((len(batch["target"]), 1)), v, c))
+
+
+def fixed_factors(v_DxN: np.ndarray, c_N: np.ndarray, make_u) -> Scorer:
+    """A scorer whose item side ``v, c`` is the same for every batch; ``make_u(rows, batch)``
+    gives the user side ``[len(batch["target"]), D]``. Ranked with full float32 products."""
+    v, c = jnp.asarray(v_DxN, jnp.float32), jnp.asarray(c_N, jnp.float32)
+
+    def factors(rows, batch):
+        return jnp.asarray(make_u(rows, batch), jnp.float32), v, c
+
+    return Scorer(factors, matmul_precision="float32")
+
+
+def score_factors(make_scores) -> Scorer:
+    """A scorer given as explicit scores ``make_scores(rows, batch) -> S [B, n_items + 1]``:
+    the ranker's ``u . v + c`` with ``u = I_B``, ``v = S``, ``c = 0`` reproduces ``S``
+    exactly, as the products are computed in full float32 (TF32 on GPUs would round them)."""
+
+    def factors(rows, batch):
+        s = jnp.asarray(make_scores(rows, batch), jnp.float32)
+        b = len(batch["target"])
+        return jnp.eye(b, dtype=jnp.float32), s, jnp.zeros(s.shape[1], jnp.float32)
+
+    return Scorer(factors, matmul_precision="float32")
+
+
 def evaluate(
     params, rc: RunConfig, examples: Mapping[str, np.ndarray], n_items: int, prefix: str
 ) -> dict[str, float]:
     """Full-ranking metrics (and RMSE/MAE with a rating head) of ``params`` on ``examples``."""
-    params = parallel.local_params(params, rc.model.n_items + 1)  # params of a mesh: gathered
-    v, c = model_lib.score_factors(params, rc.model)
-    # Users by input length, each batch cut after its longest input (exact for the recurrent
-    # cells); results stay on device until all batches are queued, so the host prepares the
-    # next batch while the device runs this one.
-    outs, order = [], []
-    trim = rc.model.cell in ("gru", "agru")
-    for batch, hist, idx in ds.iterate_eval_batches_by_length(
-        examples, rc.eval.batch_size, trim_time=trim
-    ):
-        u, rating = _eval_forward(params, rc.model, batch)
-        outs.append((*_rank(u, v, c, batch["target"], hist, rc, n_items), rating))
-        order.append(idx)
-    back = np.argsort(np.concatenate(order)) if order else None
-
-    def gathered(i):  # output i of every batch, in the examples' order
-        parts = [np.asarray(o[i])[: len(ix)] for o, ix in zip(outs, order, strict=True)]
-        return [np.concatenate(parts)[back]] if parts else []
-
-    ranks, tops, preds = gathered(0), gathered(1), gathered(2)
-    return _collect(examples, ranks, tops, preds, rc, n_items, prefix, rc.model.rating_head)
-
-
-def _rank(u, v, c, target, hist, rc: RunConfig, n_items: int):
-    return rank_and_topk(
-        u,
-        v,
-        c,
-        jnp.asarray(target),
-        jnp.asarray(hist),
-        n_items=n_items,
-        kmax=max(rc.eval.ks),
-        item_chunk=min(rc.eval.item_chunk, n_items + 1),
-        exclude_history=rc.eval.exclude_history,
-    )
-
-
-def _collect(examples, ranks, tops, preds, rc, n_items, prefix, with_rating):
-    n = len(examples["target"])
-    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
-    top = np.concatenate(tops) if tops else np.zeros((0, max(rc.eval.ks)), np.int64)
-    out = ranking_metrics(rank, top, examples["user"][:n], rc.eval.ks, n_items, prefix)
-    if rc.eval.user_topn:
-        out.update(
-            user_topn_metrics(
-                top, examples["user"][:n], examples["target"][:n], rc.eval.ks, n_items, prefix
-            )
-        )
-    if with_rating:
-        ok = examples["target_rating_ok"]
-        pred = np.concatenate(preds) if preds else np.zeros(0)
-        out.update(rating_metrics(pred[ok], examples["target_rating"][ok], prefix))
-    return out
+    return evaluate_scorer(model_scorer(params, rc), examples, rc.eval, n_items, prefix)
 
 
 def evaluate_popularity(
     log_popularity: np.ndarray, rc: RunConfig, examples, n_items: int, prefix: str
 ) -> dict[str, float]:
     """The most-popular ranking (training frequency), through the same evaluation code."""
-    v = jnp.asarray(log_popularity)[None, :]
-    v = jnp.where(jnp.isfinite(v), v, -1e30)
-    c = jnp.zeros(v.shape[1])
-    ranks, tops = [], []
-    for batch, hist, n in ds.iterate_eval_batches(examples, rc.eval.batch_size):
-        u = jnp.ones((len(batch["target"]), 1))
-        rank, top = _rank(u, v, c, batch["target"], hist, rc, n_items)
-        ranks.append(np.asarray(rank)[:n])
-        tops.append(np.asarray(top)[:n])
-    return _collect(examples, ranks, tops, [], rc, n_items, prefix, False)
+    return evaluate_scorer(popularity_scorer(log_popularity), examples, rc.eval, n_items, prefix)

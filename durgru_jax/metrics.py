@@ -22,7 +22,9 @@ import numpy as np
 Array = jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("n_items", "kmax", "item_chunk", "exclude_history"))
+@functools.partial(
+    jax.jit, static_argnames=("n_items", "kmax", "item_chunk", "exclude_history", "with_scores")
+)
 def rank_and_topk(
     u_BxD: Array,
     v_DxN: Array,
@@ -34,8 +36,10 @@ def rank_and_topk(
     kmax: int,
     item_chunk: int,
     exclude_history: bool,
-) -> tuple[Array, Array]:
-    """Exact rank of ``target`` among items ``1..n_items`` and the top-``kmax`` item ids.
+    with_scores: bool = False,
+) -> tuple[Array, ...]:
+    """Exact rank of ``target`` among items ``1..n_items`` and the top-``kmax`` item ids
+    (with ``with_scores``, also their scores: ``-inf`` where fewer items were rankable).
 
     ``v_DxN, c_N`` cover ids ``0..n_items`` (id 0 is padding, never ranked); ``hist`` holds
     each user's history item ids padded with 0. A target id of 0 (unknown item) or an excluded
@@ -84,10 +88,11 @@ def rank_and_topk(
         jnp.full((b, kmax), -jnp.inf, u_BxD.dtype),
         jnp.zeros((b, kmax), jnp.int32),
     )
-    (greater, equal, _, top_i), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
+    (greater, equal, top_v, top_i), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
     rank = greater + equal
     miss = (target_B == 0) | target_in_hist | ~jnp.isfinite(t_score)
-    return jnp.where(miss, n_items, rank), top_i
+    rank = jnp.where(miss, n_items, rank)
+    return (rank, top_i, top_v) if with_scores else (rank, top_i)
 
 
 def ranking_metrics(

@@ -15,12 +15,12 @@ import pytest
 
 from durgru_jax.baselines import itemcf, mf
 from durgru_jax.baselines import run as baseline_run
-from durgru_jax.config import from_config
+from durgru_jax.config import EvalConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data import synthetic
 from durgru_jax.data.dataset import TRAIN, PrepConfig, prepare
 from durgru_jax.data.sources import load_prepared
-from durgru_jax.evaluate import evaluate_popularity
+from durgru_jax.evaluate import evaluate_popularity, evaluate_scorer, score_factors, topk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,14 +136,14 @@ def _rank_valid(p, k, ks=(1, 2)):
         p.user[train], p.item[train], p.n_users, p.n_items, itemcf.ItemCFConfig(n_neighbors=k)
     ).matrix()
     ex = ds.eval_examples(p, "valid")
-    eval_cfg = {"ks": ks, "batch_size": 4, "item_chunk": 3, "exclude_history": True}
+    eval_cfg = EvalConfig(ks=ks, batch_size=4, item_chunk=3, exclude_history=True)
 
-    def make_scores(rows, b):
+    def make_scores(rows, batch):
+        b = len(batch["target"])
         h = itemcf.history_matrix(ex["hist_offsets"], ex["hist_items"], rows, 4, 0, batch=b)
         return itemcf.scores(w, h)
 
-    factors = baseline_run.score_factors(make_scores)
-    return baseline_run.evaluate_scorer(factors, ex, eval_cfg, 4, "valid"), w
+    return evaluate_scorer(score_factors(make_scores), ex, eval_cfg, 4, "valid"), w
 
 
 def test_itemcf_ranks_a_tiny_example_as_computed_by_hand():
@@ -164,6 +164,30 @@ def test_itemcf_ranks_a_tiny_example_as_computed_by_hand():
         w, ex["hist_offsets"], ex["hist_items"], hr, np.array([0]), ex["target"], 0, 3.0
     )
     assert pred.tolist() == pytest.approx([2.0]) and from_nbrs.tolist() == [True]
+
+
+def test_topk_recommends_by_hand_with_the_evaluation_loop():
+    p = _hand_prepared()
+    train = p.split == TRAIN
+    w = itemcf.fit(
+        p.user[train], p.item[train], p.n_users, p.n_items, itemcf.ItemCFConfig(n_neighbors=3)
+    ).matrix()
+    ex = ds.eval_examples(p, "valid")
+    hist = {k: ex[k] for k in ("hist_offsets", "hist_items")}  # no target: a recommendation
+
+    def make_scores(rows, batch):
+        b = len(batch["target"])
+        return itemcf.scores(w, itemcf.history_matrix(*hist.values(), rows, 4, 0, batch=b))
+
+    scorer = score_factors(make_scores)
+    # B's history {1, 3}: s(2) = w12 + w32 = .92654, s(4) = w14 = .52553; 1 and 3 excluded.
+    items, scores = topk(scorer, hist, 4, 2, item_chunk=3)
+    assert items.tolist() == [[2, 4]]
+    np.testing.assert_allclose(scores, [[0.92654, 0.52553]], atol=1e-5)
+    # Without the exclusion the history's own items compete: s(1) = w31 = .66609 is second.
+    items, scores = topk(scorer, hist, 4, 2, exclude_history=False)
+    assert items.tolist() == [[2, 1]]
+    np.testing.assert_allclose(scores, [[0.92654, 0.66609]], atol=1e-5)
 
 
 def _low_rank_ratings(seed=0, n_users=150, n_items=80, rank=2):

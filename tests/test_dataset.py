@@ -21,6 +21,7 @@ from durgru_jax.data.dataset import (
     Prepared,
     PrepConfig,
     eval_examples,
+    heldout_positions,
     iterate_eval_batches,
     iterate_train_batches,
     n_train_batches,
@@ -482,6 +483,37 @@ def test_eval_inputs_valid_sees_train_test_sees_train_and_valid() -> None:
     # The user's duration statistics are broadcast over the real inputs only.
     assert (vx["dur_user_ok"][0] == vx["mask"][0]).all()
     assert (vx["dur_mean"][0][vx["mask"][0]] == p.dur_mean[0]).all()
+
+
+def test_heldout_positions_by_hand() -> None:
+    # Temporal split (days): events after day 2.6 are test, after day 1.6 validation.
+    # Sorted positions: a = 0..4, b = 5..7, c = 8. Training items: 1, 2, 3, 4; 7 is unknown.
+    rows = [("a", 1, 0.0), ("a", 2, 1.0), ("a", 3, 2.5), ("a", 4, 3.5), ("a", 1, 3.6)]
+    rows += [("b", 3, 0.0), ("b", 4, 0.5), ("b", 7, 3.0)]
+    rows += [("c", 2, 3.5)]  # a sequence's first event: nothing to predict it from
+    df = _frame([(u, i, t * DAY) for u, i, t in rows])
+    kw = dict(split="temporal", temporal_by_sequence=False, gap_buckets=0)
+
+    def held(p, split, drop=False):
+        h = heldout_positions(p, split, drop)
+        hist = [
+            h.hist_pos[a:b].tolist()
+            for a, b in zip(h.hist_offsets[:-1], h.hist_offsets[1:], strict=True)
+        ]
+        return h.target_pos.tolist(), hist
+
+    p = _prep(df, **kw)  # eval_history "auto": all earlier events are visible (temporal)
+    assert p.split.tolist() == [TRAIN, TRAIN, VALID, TEST, TEST, TRAIN, TRAIN, TEST, TEST]
+    assert held(p, "valid") == ([2], [[0, 1]])
+    # a's second test event sees the first; c's only event is no target.
+    assert held(p, "test") == ([3, 4, 7], [[0, 1, 2], [0, 1, 2, 3], [5, 6]])
+    assert held(p, "test", drop=True) == ([3, 4], [[0, 1, 2], [0, 1, 2, 3]])
+    # Held-out events hidden: test sees training and validation events only.
+    p = _prep(df, eval_history="held_out_hidden", **kw)
+    assert held(p, "test") == ([3, 4, 7, 8], [[0, 1, 2], [0, 1, 2], [5, 6], []])
+    ex = eval_examples(p, "test")
+    assert ex["hist_offsets"].tolist() == [0, 3, 6, 8, 8]
+    assert ex["target"].tolist() == p.item[[3, 4, 7, 8]].tolist()
 
 
 # --------------------------------------------------------------------------------------------

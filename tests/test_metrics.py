@@ -50,6 +50,41 @@ def test_hand_computed_ranks_and_topk(chunk):
     np.testing.assert_array_equal(top[:5], TOP2_NO_EXCL)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, N + 1])
+def test_top_scores_are_the_scores_of_the_top_items(chunk):
+    u, v, c = SCORES, np.eye(N + 1, dtype=np.float32), np.zeros(N + 1, np.float32)
+    rank, top, score = rank_and_topk(
+        u,
+        v,
+        c,
+        TARGET,
+        HIST,
+        n_items=N,
+        kmax=2,
+        item_chunk=chunk,
+        exclude_history=True,
+        with_scores=True,
+    )
+    np.testing.assert_array_equal(rank, RANK_EXCL)
+    np.testing.assert_array_equal(top[:5], TOP2_EXCL)
+    np.testing.assert_array_equal(score[:5], [[5, 4], [9, 8], [5, 4], [6, 4], [6, 5]])
+    np.testing.assert_array_equal(score[5], [1, 1])
+    # Fewer rankable items than kmax: the list is padded with -inf.
+    _, _, score = rank_and_topk(
+        u[:1],
+        v,
+        c,
+        TARGET[:1],
+        HIST[:1],
+        n_items=N,
+        kmax=N + 2,
+        item_chunk=chunk,
+        exclude_history=True,
+        with_scores=True,
+    )
+    assert np.isneginf(np.asarray(score)[0, N:]).all()
+
+
 def test_item_zero_is_never_ranked_nor_recommended():
     scores = np.array([[1e6, 1, 2, 3, 4, 5, 6]], np.float32)
     rank, top = _rank(

@@ -4,6 +4,7 @@ inverse-CDF sampler; and the benchmark's FLOP count and JSON."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -16,7 +17,7 @@ from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
 from durgru_jax.config import from_config
 from durgru_jax.data import dataset as ds
-from durgru_jax.evaluate import evaluate
+from durgru_jax.evaluate import evaluate, evaluate_scorer, model_scorer
 
 
 @pytest.mark.parametrize("chunk_elements", [64, 1 << 20])  # many padded chunks / one chunk
@@ -108,17 +109,8 @@ def test_sorted_trimmed_evaluation_equals_plain_batches(tiny_config):
     ex = _examples(np.random.default_rng(1), 30, t, n_items)
     got = evaluate(params, rc, ex, n_items, "e")
     # The plain way: examples in order, full width, one batch at a time.
-    from durgru_jax.evaluate import _collect, _eval_forward, _rank
-
-    v, c = model_lib.score_factors(params, rc.model)
-    ranks, tops, preds = [], [], []
-    for batch, hist, n in ds.iterate_eval_batches(ex, 7):
-        u, rating = _eval_forward(params, rc.model, batch)
-        rank, top = _rank(u, v, c, batch["target"], hist, rc, n_items)
-        ranks.append(np.asarray(rank)[:n])
-        tops.append(np.asarray(top)[:n])
-        preds.append(np.asarray(rating)[:n])
-    want = _collect(ex, ranks, tops, preds, rc, n_items, "e", False)
+    plain = dataclasses.replace(model_scorer(params, rc), by_length=False, trim_time=False)
+    want = evaluate_scorer(plain, ex, rc.eval, n_items, "e")
     assert got.keys() == want.keys()
     for k in want:
         assert got[k] == pytest.approx(want[k], abs=1e-9), k

@@ -5,19 +5,20 @@
 1. loads the data with `load_prepared(config.data, config.seed)`, the same split and the same
    evaluation examples (`eval_examples`, ``config.eval.unknown_targets``) as the main model;
 2. fits ``config.baseline.name`` on the *training* events only (``p.split == TRAIN``);
-3. ranks the whole catalogue with `durgru_jax.metrics.rank_and_topk` (ties counted against the
-   model, history excluded per ``config.eval.exclude_history``) and computes `ranking_metrics`,
-   plus `rating_metrics` (RMSE/MAE) when the data has ratings (``mf``, ``itemcf``);
+3. evaluates it with the main model's evaluation loop (`durgru_jax.evaluate.evaluate_scorer`:
+   the whole catalogue ranked by `durgru_jax.metrics.rank_and_topk`, ties counted against the
+   model, history excluded per ``config.eval.exclude_history``; `ranking_metrics`), plus
+   `rating_metrics` (RMSE/MAE) when the data has ratings (``mf``, ``itemcf``);
 4. writes ``workdir/config.json`` and ``workdir/results.json``: ``{"metrics": {"valid/...",
    "test/..."}, "train": {"seconds", "events", "events_per_second", ...}, "eval_seconds",
    "data", "baseline", "baseline_config"}``.
 
-Each baseline is a scorer ``u_BxD . v_DxN + c_N`` for the shared ranker: ``pop``: ``u = 1``,
-``v`` = training counts; ``itemcf``: the batch's scores ``S = H W`` (sparse history times the
-sparse pruned similarity, summing ``w_ij`` over the history) as ``u = I_B, v = S`` (exact,
-memory ``B x n_items`` whatever the catalogue); ``mf``: ``u = p_u``, ``v = q``, ``c = b_i``.
-Any choice (ItemCF's ``select_k``, MF's best epoch) is made on
-validation; test metrics are computed once, at the end.
+Each baseline is a `durgru_jax.evaluate.Scorer` ``u_BxD . v_DxN + c_N`` (`fixed_factors`,
+`score_factors`): ``pop``: ``u = 1``, ``v`` = training counts; ``itemcf``: the batch's scores
+``S = H W`` (sparse history times the sparse pruned similarity, summing ``w_ij`` over the
+history) as ``u = I_B, v = S`` (exact, memory ``B x n_items`` whatever the catalogue); ``mf``:
+``u = p_u``, ``v = q``, ``c = b_i``. Any choice (ItemCF's ``select_k``, MF's best epoch) is
+made on validation; test metrics are computed once, at the end.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -37,18 +36,13 @@ from durgru_jax.baselines import itemcf as itemcf_lib
 from durgru_jax.baselines import mf as mf_lib
 from durgru_jax.config import EvalConfig
 from durgru_jax.data import dataset as ds
-from durgru_jax.data.dataset import TEST, TRAIN, VALID, Prepared
+from durgru_jax.data.dataset import TRAIN, Prepared
 from durgru_jax.data.sources import load_prepared
-from durgru_jax.metrics import (
-    rank_and_topk,
-    ranking_metrics,
-    rating_metrics,
-    user_topn_metrics,
-)
+from durgru_jax.evaluate import evaluate_scorer, fixed_factors, score_factors
+from durgru_jax.metrics import rating_metrics
 from durgru_jax.run_lib import higher_is_better, write_json
 
 NAMES = ("pop", "itemcf", "mf")
-Factors = Callable[[np.ndarray, int], tuple]
 
 
 def _plain(x):
@@ -76,99 +70,27 @@ def baseline_config(config) -> tuple[str, itemcf_lib.ItemCFConfig | mf_lib.MFCon
     return name, cls(**kwargs)
 
 
-def fixed_factors(v_DxN: np.ndarray, c_N: np.ndarray, make_u) -> Factors:
-    """A scorer whose item side ``v, c`` is the same for every batch."""
-    v, c = jnp.asarray(v_DxN, jnp.float32), jnp.asarray(c_N, jnp.float32)
-    return lambda rows, b: (make_u(rows, b), v, c)
-
-
-def score_factors(make_scores) -> Factors:
-    """A scorer given as explicit scores ``S [batch, n_items + 1]``: the ranker's ``u . v + c``
-    with ``u = I_batch``, ``v = S``, ``c = 0`` reproduces ``S`` exactly."""
-
-    def factors(rows, b):
-        s = jnp.asarray(make_scores(rows, b), jnp.float32)
-        return jnp.eye(b, dtype=jnp.float32), s, jnp.zeros(s.shape[1], jnp.float32)
-
-    return factors
-
-
-def evaluate_scorer(
-    factors: Factors,
-    examples: Mapping[str, np.ndarray],
-    eval_cfg: Mapping,
-    n_items: int,
-    prefix: str,
-) -> dict[str, float]:
-    """Ranking metrics on ``examples`` of the scorer ``factors(rows, batch) -> (u_BxD, v_DxN,
-    c_N)`` (``rows``: the batch's example indices; ``batch``: its padded size), through the
-    batching, ranker and metrics of the main model's evaluation."""
-    ks = tuple(eval_cfg["ks"])
-    ranks, tops = [], []
-    lo = 0
-    for batch, hist, n in ds.iterate_eval_batches(examples, eval_cfg["batch_size"]):
-        rows = np.arange(lo, lo + n)
-        lo += n
-        u, v, c = factors(rows, len(batch["target"]))
-        # Full float32 products: on GPUs the default may round them (TF32), which would blur
-        # the exact score copy of `score_factors`.
-        with jax.default_matmul_precision("float32"):
-            rank, top = rank_and_topk(
-                jnp.asarray(u, jnp.float32),
-                v,
-                c,
-                jnp.asarray(batch["target"]),
-                jnp.asarray(hist),
-                n_items=n_items,
-                kmax=max(ks),
-                item_chunk=min(eval_cfg["item_chunk"], n_items + 1),
-                exclude_history=bool(eval_cfg["exclude_history"]),
-            )
-        ranks.append(np.asarray(rank)[:n])
-        tops.append(np.asarray(top)[:n])
-    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
-    top = np.concatenate(tops) if tops else np.zeros((0, max(ks)), np.int64)
-    n_ex = len(examples["target"])
-    out = ranking_metrics(rank, top, examples["user"][:n_ex], ks, n_items, prefix)
-    if eval_cfg.get("user_topn", False):
-        users, targets = examples["user"][:n_ex], examples["target"][:n_ex]
-        out.update(user_topn_metrics(top, users, targets, ks, n_items, prefix))
-    return out
-
-
 def history_ratings(
     p: Prepared, split: str, examples: Mapping[str, np.ndarray], drop_unknown: bool
 ) -> np.ndarray:
-    """The rating of each event of the examples' history CSR (``hist_items``), recomputed from
-    ``p`` with `eval_examples`' own rules (targets, visible splits, known items) and checked
-    against it item by item."""
-    code = ds.SPLITS[split]
-    visible = {VALID: (TRAIN,), TEST: (TRAIN, VALID)}[code]
-    if p.all_past_visible:
-        visible = (TRAIN, VALID, TEST)
-    tgt_pos = np.flatnonzero(p.split == code)
-    if drop_unknown:
-        tgt_pos = tgt_pos[p.item[tgt_pos] > 0]
-    if p.all_past_visible:
-        tgt_pos = tgt_pos[tgt_pos > p.offsets[p.user[tgt_pos]]]
-    vis_mask = np.isin(p.split, visible) & (p.item > 0)
-    chunks = []
-    for j in tgt_pos:
-        lo = p.offsets[p.user[j]]
-        chunks.append(lo + np.flatnonzero(vis_mask[lo:j]))
-    pos = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
-    if len(tgt_pos) != len(examples["target"]) or not np.array_equal(
-        p.item[pos], examples["hist_items"]
+    """The rating of each event of the examples' history CSR (``hist_items``), from the
+    held-out selection that built them (`dataset.heldout_positions`), checked against it."""
+    h = ds.heldout_positions(p, split, drop_unknown)
+    if len(h.target_pos) != len(examples["target"]) or not np.array_equal(
+        p.item[h.hist_pos], examples["hist_items"]
     ):
-        raise AssertionError("history positions disagree with eval_examples' history")
-    return p.rating[pos].astype(np.float64)
+        raise ValueError(
+            f"history_ratings({split!r}, drop_unknown={drop_unknown}): the examples' histories "
+            "are not this data's held-out selection"
+        )
+    return p.rating[h.hist_pos].astype(np.float64)
 
 
 def _rating_ok(examples) -> np.ndarray:
     return np.asarray(examples["target_rating_ok"], bool)
 
 
-def _fit_and_eval_pop(p, ex, eval_cfg):
+def _fit_and_eval_pop(p, ex, eval_cfg: EvalConfig):
     t0 = time.time()
     train = p.split == TRAIN
     counts = np.bincount(p.item[train], minlength=p.n_items + 1).astype(np.float32)
@@ -178,13 +100,13 @@ def _fit_and_eval_pop(p, ex, eval_cfg):
         ones = fixed_factors(
             counts[None, :],
             np.zeros(p.n_items + 1, np.float32),
-            lambda rows, b: np.ones((b, 1), np.float32),
+            lambda rows, batch: np.ones((len(batch["target"]), 1), np.float32),
         )
         metrics.update(evaluate_scorer(ones, e, eval_cfg, p.n_items, split))
     return metrics, {"seconds": seconds}
 
 
-def _fit_and_eval_itemcf(p, ex, eval_cfg, cfg: itemcf_lib.ItemCFConfig, drop_unknown):
+def _fit_and_eval_itemcf(p, ex, eval_cfg: EvalConfig, cfg: itemcf_lib.ItemCFConfig, drop_unknown):
     t0 = time.time()
     train = p.split == TRAIN
     model = itemcf_lib.fit(p.user[train], p.item[train], p.n_users, p.n_items, cfg)
@@ -195,9 +117,9 @@ def _fit_and_eval_itemcf(p, ex, eval_cfg, cfg: itemcf_lib.ItemCFConfig, drop_unk
     def rank(w, split):
         e = ex[split]
 
-        def make_scores(rows, b):
+        def make_scores(rows, batch):
             h = itemcf_lib.history_matrix(
-                e["hist_offsets"], e["hist_items"], rows, p.n_items, m, batch=b
+                e["hist_offsets"], e["hist_items"], rows, p.n_items, m, batch=len(batch["target"])
             )
             return itemcf_lib.scores(w, h)
 
@@ -237,7 +159,7 @@ def _fit_and_eval_itemcf(p, ex, eval_cfg, cfg: itemcf_lib.ItemCFConfig, drop_unk
     return metrics, {"seconds": seconds, **extra}
 
 
-def _fit_and_eval_mf(p, ex, eval_cfg, cfg: mf_lib.MFConfig, seed):
+def _fit_and_eval_mf(p, ex, eval_cfg: EvalConfig, cfg: mf_lib.MFConfig, seed):
     if not p.has_ratings:
         raise ValueError("config.baseline.name='mf' needs data with ratings; this data has none")
     train = (p.split == TRAIN) & p.rating_ok & (p.item > 0)
@@ -253,8 +175,8 @@ def _fit_and_eval_mf(p, ex, eval_cfg, cfg: mf_lib.MFConfig, seed):
     metrics = {}
     for split, e in ex.items():
 
-        def make_u(rows, b, e=e):
-            u = np.zeros((b, cfg.factors), np.float32)
+        def make_u(rows, batch, e=e):
+            u = np.zeros((len(batch["target"]), cfg.factors), np.float32)
             u[: len(rows)] = model.p[e["user"][rows]]
             return u
 
@@ -281,8 +203,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     write_json(os.path.join(workdir, "config.json"), config.to_dict())
     eval_kw = _plain(config.eval)
     eval_kw["ks"] = tuple(int(k) for k in eval_kw.get("ks", (5, 10, 20)))
-    eval_cfg = dataclasses.asdict(EvalConfig(**eval_kw))  # checked like the main model's
-    drop = eval_cfg["unknown_targets"] == "drop"
+    eval_cfg = EvalConfig(**eval_kw)  # checked like the main model's
+    drop = eval_cfg.unknown_targets == "drop"
     seed = int(config.get("seed", 0))
     p = load_prepared(config.data, seed)
     ex = {s: ds.eval_examples(p, s, drop_unknown=drop) for s in ("valid", "test")}

@@ -13,7 +13,8 @@ Pipeline (`prepare`):
    next event), each window starting from a zero state.
 5. Build evaluation examples: for each held-out event, the input is the last ``max_len``
    *visible* events before it (training events for validation; training and validation
-   events for test), and the exclusion history is all of them.
+   events for test), and the exclusion history is all of them. `heldout_positions` is the one
+   definition of these targets and histories (the evaluation, the export and the baselines).
 
 Column-name legend for arrays: W windows, E evaluation examples, L = ``max_len``.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -128,7 +129,12 @@ def train_rating_mean(p: Prepared) -> float | None:
 
 
 def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
-    """Runs steps 1-3 of the module docstring; windows and examples are built on demand."""
+    """Runs steps 1-3 of the module docstring; windows and examples are built on demand.
+
+    One function a step: `_clean` (sort, k-core, sessions, repeats), `_split`, `_item_ids`,
+    `_raw_durations` and `_durations`, `_input_contexts`, `_gap_edges`, `_ratings`,
+    `_log_popularity`; whatever is fitted sees the training events only.
+    """
     for col in ("user", "item", "timestamp"):
         if col not in events.columns:
             raise ValueError(f"event table has no {col!r} column (columns: {list(events.columns)})")
@@ -142,7 +148,58 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
     counts = np.bincount(user, minlength=n_users)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     pos_in_user = np.arange(len(user)) - offsets[user]
+    split = _split(user, ts, counts, offsets, pos_in_user, cfg, info)
+    is_train = split == TRAIN
+    item, item_ids = _item_ids(events["item"].to_numpy(), is_train)
+    n_items = len(item_ids) - 1
+    raw_dur = _raw_durations(events, ts, user, counts, pos_in_user, cfg, info)
+    dur = _durations(raw_dur, owner, split, offsets, cfg, info)
+    in_ctx, n_input_contexts = _input_contexts(events, ts, is_train, cfg, info)
+    gap_edges = _gap_edges(ts, user, is_train, cfg)
+    rating, rating_ok = _ratings(events)
+    info.update(
+        n_users=n_users,
+        n_items=n_items,
+        n_events=int(len(user)),
+        n_train=int(is_train.sum()),
+        n_valid=int((split == VALID).sum()),
+        n_test=int((split == TEST).sum()),
+        unknown_valid_targets=int(((split == VALID) & (item == 0)).sum()),
+        unknown_test_targets=int(((split == TEST) & (item == 0)).sum()),
+    )
+    return Prepared(
+        n_users=n_users,
+        n_items=n_items,
+        n_input_contexts=n_input_contexts,
+        n_transfer_contexts=1 + (len(gap_edges) + 1 if cfg.gap_buckets > 1 else 0),
+        item_ids=item_ids,
+        offsets=offsets,
+        user=user,
+        item=item.astype(np.int32),
+        timestamp=ts,
+        split=split,
+        in_ctx=in_ctx,
+        **dur._asdict(),
+        rating=rating,
+        rating_ok=rating_ok,
+        gap_edges=gap_edges,
+        log_popularity=_log_popularity(item, is_train, n_items),
+        has_durations=bool(dur.dur_ok.any()),
+        has_ratings=bool(rating_ok.any()),
+        info=info,
+        max_len=cfg.max_len,
+        all_past_visible=(
+            cfg.eval_history == "all_past"
+            or (cfg.eval_history == "auto" and cfg.split == "temporal")
+        ),
+    )
 
+
+def _split(user, ts, counts, offsets, pos_in_user, cfg: PrepConfig, info: dict) -> np.ndarray:
+    """Step 2: TRAIN / VALID / TEST of each event (``cfg.split``): per-sequence leave-one-out
+    (sequences with fewer than ``min_user_events`` events only train), a random per-event
+    split, or by time (the last days; with ``temporal_by_sequence`` a sequence goes whole to
+    the split of its last event)."""
     split = np.full(len(user), TRAIN, np.int8)
     if cfg.split == "leave_one_out":
         eligible = counts[user] >= max(cfg.min_user_events, 3)
@@ -162,56 +219,76 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
         split[key > t_valid] = VALID
         split[key > t_test] = TEST
         info.update(temporal_valid_from=float(t_valid), temporal_test_from=float(t_test))
-    is_train = split == TRAIN
-    if not is_train.any():
+    if not (split == TRAIN).any():
         raise ValueError(f"the {cfg.split} split left no training events")
+    return split
 
-    raw_item = events["item"].to_numpy()
+
+def _item_ids(raw_item: np.ndarray, is_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3's item vocabulary: ids ``1..n_items`` in order of first training occurrence,
+    0 for an item never seen in training. Returns each event's id and the raw id of each id
+    (index 0 unused)."""
     train_items = pd.unique(raw_item[is_train])
-    item_index = pd.Index(train_items)
-    item = item_index.get_indexer(raw_item) + 1  # -1 (unknown) -> 0
-    n_items = len(train_items)
+    item = pd.Index(train_items).get_indexer(raw_item) + 1  # -1 (unknown) -> 0
     item_ids = np.concatenate([np.array([None], dtype=object), np.asarray(train_items, object)])
+    return item, item_ids
 
-    # Durations: a real column, else an optional proxy, else none.
+
+def _raw_durations(events, ts, user, counts, pos_in_user, cfg: PrepConfig, info: dict):
+    """Each event's duration in seconds (NaN: none): a real ``duration`` column, else the
+    configured proxy (time since the previous event, or dwell until the next), else none."""
     if "duration" in events.columns:
-        raw_dur = events["duration"].to_numpy(np.float64)
         info["duration_source"] = "column"
-    elif cfg.duration_proxy == "prev_gap":
+        return events["duration"].to_numpy(np.float64)
+    if cfg.duration_proxy == "prev_gap":
         prev_ts = np.where(pos_in_user > 0, np.roll(ts, 1), np.nan)
-        raw_dur = ts - prev_ts
         info["duration_source"] = "prev_gap (time since the user's previous event)"
-    elif cfg.duration_proxy == "next_gap":
+        return ts - prev_ts
+    if cfg.duration_proxy == "next_gap":
         nxt = np.where(pos_in_user < counts[user] - 1, np.roll(ts, -1), np.nan)
         gap = nxt - ts
         if cfg.dwell_break_s > 0:  # a longer pause ends the visit: no dwell for that event
             gap = np.where(gap > cfg.dwell_break_s, np.nan, gap)
-        raw_dur = np.minimum(gap, cfg.dwell_cap_s)
         info["duration_source"] = (
             f"next_gap (dwell = time to the next event of the sequence, capped at "
             f"{cfg.dwell_cap_s:g} s; a sequence's last event has none)"
         )
-    else:
-        raw_dur = np.full(len(user), np.nan)
-        info["duration_source"] = "none"
+        return np.minimum(gap, cfg.dwell_cap_s)
+    info["duration_source"] = "none"
+    return np.full(len(user), np.nan)
+
+
+class _Durations(NamedTuple):
+    dur: np.ndarray  # transformed duration of each event
+    dur_ok: np.ndarray
+    dur_mean: np.ndarray  # per sequence: its owner's training statistics
+    dur_std: np.ndarray
+    dur_user_ok: np.ndarray
+
+
+def _durations(raw_dur, owner, split, offsets, cfg: PrepConfig, info: dict) -> _Durations:
+    """Transformed durations and the per-*person* (owner) statistics of the training events,
+    shared by that person's sessions (`duration.fit_user_stats`)."""
     if cfg.shuffle_durations:
         raw_dur = _shuffle_within(raw_dur, owner, split, cfg.seed)
         info["duration_source"] += " (shuffled within each user and split: a control)"
     dur, dur_ok = transform_durations(raw_dur, cfg.duration_transform)
-    # Statistics per *person* (owner), shared by that person's sessions.
     n_owners = int(owner.max()) + 1
     o_mean, o_std, o_ok = fit_user_stats(
-        owner, dur, dur_ok, is_train, n_owners, cfg.duration_min_events
+        owner, dur, dur_ok, split == TRAIN, n_owners, cfg.duration_min_events
     )
     seq_owner = owner[offsets[:-1]]
-    dur_mean, dur_std, dur_user_ok = o_mean[seq_owner], o_std[seq_owner], o_ok[seq_owner]
-    has_durations = bool(dur_ok.any())
+    out = _Durations(dur, dur_ok, o_mean[seq_owner], o_std[seq_owner], o_ok[seq_owner])
     info["duration_coverage"] = float(dur_ok.mean())
-    info["users_with_duration_stats"] = float(dur_user_ok.mean())
+    info["users_with_duration_stats"] = float(out.dur_user_ok.mean())
+    return out
 
-    # Input contexts: behaviour type x hour-of-day bucket.
+
+def _input_contexts(events, ts, is_train, cfg: PrepConfig, info: dict) -> tuple[np.ndarray, int]:
+    """Each event's input context (behaviour type x hour-of-day bucket) and their number.
+    Behaviours are those of the training events (0: unseen in training, or missing)."""
     n_beh = 1
-    beh_idx = np.zeros(len(user), np.int64)
+    beh_idx = np.zeros(len(ts), np.int64)
     if cfg.use_behavior and "behavior" in events.columns:
         # Work on category codes: an object array would cost 8 bytes a row at 100M rows.
         beh = events["behavior"].astype("category")
@@ -223,13 +300,16 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
         n_beh = len(seen) + 1
         info["behaviors"] = [str(beh.cat.categories[c]) for c in seen]
     n_hours = max(cfg.hour_buckets, 1)
-    hour_idx = np.zeros(len(user), np.int64)
+    hour_idx = np.zeros(len(ts), np.int64)
     if cfg.hour_buckets:
         hour = np.floor(np.mod(ts, 86400.0) / 3600.0).astype(np.int64)
         hour_idx = hour // (24 // cfg.hour_buckets)
-    in_ctx = (beh_idx * n_hours + hour_idx).astype(np.int32)
+    return (beh_idx * n_hours + hour_idx).astype(np.int32), int(n_beh * n_hours)
 
-    # Transfer-context edges: quantiles of the log time gap between consecutive training events.
+
+def _gap_edges(ts, user, is_train, cfg: PrepConfig) -> np.ndarray:
+    """Transfer-context bucket edges: quantiles of the log time gap between consecutive
+    training events of a sequence (none with ``gap_buckets <= 1``)."""
     gap_edges = np.zeros(0)
     if cfg.gap_buckets > 1:
         tr_gaps = _gaps_within(ts[is_train], user[is_train])
@@ -237,61 +317,24 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
         if len(tr_gaps):
             qs = np.linspace(0, 1, cfg.gap_buckets + 1)[1:-1]
             gap_edges = np.unique(np.quantile(np.log1p(np.maximum(tr_gaps, 0)), qs))
-    n_tr = 1 + (len(gap_edges) + 1 if cfg.gap_buckets > 1 else 0)
+    return gap_edges
 
+
+def _ratings(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's rating and whether it has one (a ``rating`` column, finite values)."""
     if "rating" in events.columns:
         rating = events["rating"].to_numpy(np.float32)
-        rating_ok = np.isfinite(rating)
-    else:
-        rating = np.zeros(len(user), np.float32)
-        rating_ok = np.zeros(len(user), bool)
+        return rating, np.isfinite(rating)
+    return np.zeros(len(events), np.float32), np.zeros(len(events), bool)
 
+
+def _log_popularity(item, is_train, n_items: int) -> np.ndarray:
+    """``[n_items + 1]``: log of the add-one-smoothed training frequency (-inf for id 0)."""
     pop = np.bincount(item[is_train], minlength=n_items + 1).astype(np.float64)
     pop[1:] += 1.0
     pop[0] = 0.0
     with np.errstate(divide="ignore"):
-        log_popularity = np.log(pop / pop.sum()).astype(np.float32)
-
-    info.update(
-        n_users=n_users,
-        n_items=n_items,
-        n_events=int(len(user)),
-        n_train=int(is_train.sum()),
-        n_valid=int((split == VALID).sum()),
-        n_test=int((split == TEST).sum()),
-        unknown_valid_targets=int(((split == VALID) & (item == 0)).sum()),
-        unknown_test_targets=int(((split == TEST) & (item == 0)).sum()),
-    )
-    return Prepared(
-        n_users=n_users,
-        n_items=n_items,
-        n_input_contexts=int(n_beh * n_hours),
-        n_transfer_contexts=int(n_tr),
-        item_ids=item_ids,
-        offsets=offsets,
-        user=user,
-        item=item.astype(np.int32),
-        timestamp=ts,
-        split=split,
-        in_ctx=in_ctx,
-        dur=dur,
-        dur_ok=dur_ok,
-        rating=rating,
-        rating_ok=rating_ok,
-        dur_mean=dur_mean,
-        dur_std=dur_std,
-        dur_user_ok=dur_user_ok,
-        gap_edges=gap_edges,
-        log_popularity=log_popularity,
-        has_durations=has_durations,
-        has_ratings=bool(rating_ok.any()),
-        info=info,
-        max_len=cfg.max_len,
-        all_past_visible=(
-            cfg.eval_history == "all_past"
-            or (cfg.eval_history == "auto" and cfg.split == "temporal")
-        ),
-    )
+        return np.log(pop / pop.sum()).astype(np.float32)
 
 
 def _clean(events: pd.DataFrame, cfg: PrepConfig, info: dict) -> tuple[pd.DataFrame, np.ndarray]:
@@ -476,51 +519,71 @@ def _scatter(a, p: Prepared, r, c, pos, gaps, u) -> None:
     a["rating_in_ok"][r, c] = ok
 
 
-def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[str, np.ndarray]:
-    """Evaluation examples of ``split`` ("valid" or "test").
+class HeldOut(NamedTuple):
+    """`heldout_positions`' selection, as event positions into a `Prepared`'s arrays."""
 
-    Returns window arrays ``[E, L]`` (the last ``L`` visible events before the target),
-    ``target``/``target_rating``/``target_rating_ok``/``user`` ``[E]`` and the exclusion
-    history as CSR (``hist_offsets [E+1]``, ``hist_items``): every visible event before the
-    target, not only the last ``L``. Visible: known items of the user's training events (and
-    validation events for test), or of all earlier events with ``all_past_visible``.
+    target_pos: np.ndarray  # [E] the held-out events, in event order
+    hist_offsets: np.ndarray  # [E + 1] CSR into hist_pos
+    hist_pos: np.ndarray  # each target's visible history: earlier events, in time order
+
+
+def heldout_positions(p: Prepared, split: str, drop_unknown: bool = False) -> HeldOut:
+    """The evaluation protocol's one definition of what a model may see: which events are the
+    targets of ``split`` ("valid" or "test") and which earlier events are visible to each.
+
+    Targets: every event of ``split`` (known items only with ``drop_unknown``; with
+    ``all_past_visible``, not a sequence's first event, which nothing precedes). History: the
+    user's visible events before the target, in time order: known items of training events
+    (and of validation events for test), or of all earlier events with ``all_past_visible``
+    (e.g. the earlier clicks of a test session). `eval_examples`, the GRU4Rec export and the
+    baselines' rating inputs all select through here.
     """
     code = SPLITS[split]
     visible = {VALID: (TRAIN,), TEST: (TRAIN, VALID)}[code]
-    if p.all_past_visible:  # e.g. the earlier clicks of a test session are its inputs
+    if p.all_past_visible:
         visible = (TRAIN, VALID, TEST)
-    L = p.max_len
     tgt_pos = np.flatnonzero(p.split == code)
     if drop_unknown:
         tgt_pos = tgt_pos[p.item[tgt_pos] > 0]
     if p.all_past_visible:
-        # A sequence's first event has nothing to predict it from: not a target.
         tgt_pos = tgt_pos[tgt_pos > p.offsets[p.user[tgt_pos]]]
     vpos = np.flatnonzero(np.isin(p.split, visible) & (p.item > 0))
-    vu = p.user[vpos]
-    v_first = np.searchsorted(vu, np.arange(p.n_users))
-    tu = p.user[tgt_pos]
-    n_before = np.searchsorted(vpos, tgt_pos) - v_first[tu]  # visible events before target
-    n_in = np.minimum(n_before, L)
-    q = (v_first[tu] + n_before - n_in)[:, None] + np.arange(L)[None, :]
+    first = np.searchsorted(vpos, p.offsets[p.user[tgt_pos]])  # the user's first visible event
+    n_before = np.searchsorted(vpos, tgt_pos) - first  # visible events before the target
+    hist_offsets = np.concatenate([[0], np.cumsum(n_before)]).astype(np.int64)
+    h_idx = np.repeat(first - hist_offsets[:-1], n_before) + np.arange(hist_offsets[-1])
+    return HeldOut(tgt_pos, hist_offsets, vpos[h_idx])
+
+
+def eval_examples(p: Prepared, split: str, drop_unknown: bool = False) -> dict[str, np.ndarray]:
+    """Evaluation examples of ``split`` ("valid" or "test"), one per target of
+    `heldout_positions`.
+
+    Returns window arrays ``[E, L]`` (the last ``L`` visible events before the target),
+    ``target``/``target_rating``/``target_rating_ok``/``user`` ``[E]`` and the exclusion
+    history as CSR (``hist_offsets [E+1]``, ``hist_items``): every visible event before the
+    target, not only the last ``L``.
+    """
+    h = heldout_positions(p, split, drop_unknown)
+    tgt_pos, hist_pos = h.target_pos, h.hist_pos
+    L = p.max_len
+    n_in = np.minimum(np.diff(h.hist_offsets), L)
+    q = (h.hist_offsets[1:] - n_in)[:, None] + np.arange(L)[None, :]
     valid = np.arange(L)[None, :] < n_in[:, None]
     e_idx, col = np.nonzero(valid)
-    q = q[e_idx, col]  # index into vpos of each input
-    prev_same = (q > 0) & (vu[np.maximum(q - 1, 0)] == vu[q])
-    gaps = np.where(
-        prev_same, p.timestamp[vpos[q]] - p.timestamp[vpos[np.maximum(q - 1, 0)]], np.nan
-    )
+    q = q[e_idx, col]  # index into hist_pos of each input
+    prev = hist_pos[np.maximum(q - 1, 0)]  # the visible event before it, if the user's own
+    gaps = np.where(q > h.hist_offsets[e_idx], p.timestamp[hist_pos[q]] - p.timestamp[prev], np.nan)
+    tu = p.user[tgt_pos]
     a = _empty(len(tgt_pos), L, with_targets=False)
-    _scatter(a, p, e_idx, col, vpos[q], gaps, tu[e_idx])
+    _scatter(a, p, e_idx, col, hist_pos[q], gaps, tu[e_idx])
     a["reset"][:, 0] = n_in > 0
     a["target"] = p.item[tgt_pos].astype(np.int32)
     a["target_rating"] = p.rating[tgt_pos]
     a["target_rating_ok"] = p.rating_ok[tgt_pos] & (p.item[tgt_pos] > 0)
-    a["user"] = p.user[tgt_pos]
-    hist_offsets = np.concatenate([[0], np.cumsum(n_before)]).astype(np.int64)
-    h_idx = np.repeat(v_first[tu] - hist_offsets[:-1], n_before) + np.arange(hist_offsets[-1])
-    a["hist_offsets"] = hist_offsets
-    a["hist_items"] = p.item[vpos[h_idx]].astype(np.int32)
+    a["user"] = tu
+    a["hist_offsets"] = h.hist_offsets
+    a["hist_items"] = p.item[hist_pos].astype(np.int32)
     return a
 
 
@@ -553,14 +616,12 @@ def _take_pad(v: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
 def iterate_eval_batches(
     ex: Mapping[str, np.ndarray], batch_size: int
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, int]]:
-    """Fixed-size chunks of evaluation examples: ``(inputs, hist_BxM, n_real)``; the history
-    width M is rounded up to a power of two so few shapes are compiled."""
-    n = len(ex["target"])
-    keys = [k for k in FIELDS + USER_FIELDS + ("target",) if k in ex]
-    for lo in range(0, n, batch_size):
-        idx = np.arange(lo, min(lo + batch_size, n))
-        batch = {k: _take_pad(ex[k], idx, batch_size) for k in keys}
-        yield batch, _history(ex, idx, batch_size), len(idx)
+    """Fixed-size chunks of evaluation examples, in order: ``(inputs, hist_BxM, n_real)``;
+    the history width M is rounded up to a power of two so few shapes are compiled."""
+    for batch, hist, idx in iterate_eval_batches_by_length(
+        ex, batch_size, trim_time=False, sort=False
+    ):
+        yield batch, hist, len(idx)
 
 
 def _history(ex: Mapping[str, np.ndarray], idx: np.ndarray, batch_size: int) -> np.ndarray:
@@ -578,10 +639,15 @@ def _history(ex: Mapping[str, np.ndarray], idx: np.ndarray, batch_size: int) -> 
 
 
 def iterate_eval_batches_by_length(
-    ex: Mapping[str, np.ndarray], batch_size: int, trim_time: bool = True, n_shapes: int = 8
+    ex: Mapping[str, np.ndarray],
+    batch_size: int,
+    trim_time: bool = True,
+    n_shapes: int = 8,
+    sort: bool = True,
 ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
-    """`iterate_eval_batches` with the examples ordered by input length (longest first):
-    ``(inputs, hist_BxM, idx)``, ``idx`` the positions in ``ex`` of the batch's real rows.
+    """Fixed-size chunks of evaluation examples ordered by input length (longest first; in
+    the examples' order without ``sort``): ``(inputs, hist_BxM, idx)``, ``idx`` the positions
+    in ``ex`` of the batch's real rows (the padding rows after them are empty).
 
     With ``trim_time`` each batch keeps only its first ``T'`` time steps, ``T'`` one past its
     latest real step rounded up to a multiple of ``ceil(T / n_shapes)`` (at most ``n_shapes``
@@ -590,19 +656,21 @@ def iterate_eval_batches_by_length(
     instead of ``T``.
     """
     n = len(ex["target"])
-    t = ex["mask"].shape[1]
-    mask = ex["mask"]
-    lengths = np.where(mask.any(1), t - np.argmax(mask[:, ::-1], axis=1), 0)  # last real + 1
-    order = np.argsort(-lengths, kind="stable")
-    step = -(-t // n_shapes)
+    order = np.arange(n)
+    if sort or trim_time:
+        t = ex["mask"].shape[1]
+        mask = ex["mask"]
+        lengths = np.where(mask.any(1), t - np.argmax(mask[:, ::-1], axis=1), 0)  # last real + 1
+        step = -(-t // n_shapes)
+        if sort:
+            order = np.argsort(-lengths, kind="stable")
     keys = [k for k in FIELDS + USER_FIELDS + ("target",) if k in ex]
     for lo in range(0, n, batch_size):
         idx = order[lo : lo + batch_size]
-        width = t
+        cut = slice(None)
         if trim_time:
-            width = min(t, max(step, -(-int(lengths[idx].max(initial=1)) // step) * step))
+            cut = slice(min(t, max(step, -(-int(lengths[idx].max(initial=1)) // step) * step)))
         batch = {
-            k: _take_pad(ex[k][:, :width] if ex[k].ndim == 2 else ex[k], idx, batch_size)
-            for k in keys
+            k: _take_pad(ex[k][:, cut] if ex[k].ndim == 2 else ex[k], idx, batch_size) for k in keys
         }
         yield batch, _history(ex, idx, batch_size), idx

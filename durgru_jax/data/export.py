@@ -38,7 +38,7 @@ import pandas as pd
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from durgru_jax.data.dataset import SPLITS, TEST, TRAIN, VALID, Prepared
+from durgru_jax.data.dataset import TRAIN, Prepared, heldout_positions
 
 
 def train_table(p: Prepared) -> pd.DataFrame:
@@ -52,30 +52,19 @@ def train_table(p: Prepared) -> pd.DataFrame:
 def eval_table(p: Prepared, split: str, drop_unknown: bool = False) -> pd.DataFrame:
     """One session per held-out event of ``split``: its visible history, then the target.
 
-    Targets and histories are selected as `eval_examples` selects them (same order, same
+    Targets and histories are `heldout_positions`' (as for `eval_examples`: same order, same
     visibility rule, same ``drop_unknown``); columns ``SessionId`` (example index), ``ItemId``,
     ``Time``, ``UserId`` and ``IsTarget`` (true on each session's last row).
     """
-    code = SPLITS[split]
-    visible = {VALID: (TRAIN,), TEST: (TRAIN, VALID)}[code]
-    if p.all_past_visible:
-        visible = (TRAIN, VALID, TEST)
-    tgt_pos = np.flatnonzero(p.split == code)
-    if drop_unknown:
-        tgt_pos = tgt_pos[p.item[tgt_pos] > 0]
-    if p.all_past_visible:  # as in eval_examples: a sequence's first event is not a target
-        tgt_pos = tgt_pos[tgt_pos > p.offsets[p.user[tgt_pos]]]
-    vpos = np.flatnonzero(np.isin(p.split, visible) & (p.item > 0))
-    tu = p.user[tgt_pos]
-    first = np.searchsorted(vpos, p.offsets[tu])  # the user's first visible event
-    n_hist = np.searchsorted(vpos, tgt_pos) - first  # visible events before the target
+    h = heldout_positions(p, split, drop_unknown)
+    n_hist = np.diff(h.hist_offsets)
     n_rows = n_hist + 1
-    ex = np.repeat(np.arange(len(tgt_pos)), n_rows)
+    ex = np.repeat(np.arange(len(h.target_pos)), n_rows)
     row_off = np.concatenate([[0], np.cumsum(n_rows)])
     k = np.arange(len(ex)) - row_off[ex]  # row within the session
     is_target = k == n_hist[ex]
-    hist_idx = np.minimum(first[ex] + k, max(len(vpos) - 1, 0))
-    pos = np.where(is_target, tgt_pos[ex], vpos[hist_idx] if len(vpos) else 0)
+    hist_idx = np.minimum(h.hist_offsets[ex] + k, max(len(h.hist_pos) - 1, 0))
+    pos = np.where(is_target, h.target_pos[ex], h.hist_pos[hist_idx] if len(h.hist_pos) else 0)
     return pd.DataFrame(
         {
             "SessionId": ex,
