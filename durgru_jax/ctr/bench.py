@@ -8,7 +8,7 @@
    resident memory, ``VmHWM``, is the pipeline's own and not this process's) and measures
    wall time, CPU time (user and system) and rows/s;
 3. runs it again in another subprocess, now served from the cache, for the cache speed-up;
-4. writes ``W/criteo_bench.json`` with the figures, the targets of issue 3 (>= 500k rows/s,
+4. writes ``W/criteo_bench.json`` with the figures, the targets (>= 500k rows/s,
    peak RSS < 4 GB at 45M rows) and the machine's load average, since other processes on a
    2-core machine slow the measurement down.
 """
