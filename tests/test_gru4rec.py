@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from durgru_jax import train
+from durgru_jax import evaluate as evaluate_lib
 from durgru_jax.config import LossConfig, ModelConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
@@ -140,10 +140,10 @@ def test_evaluation_forward_honours_reset():
     cfg = _cfg()
     packed = _batch([A + B], [(0, 3)])
     alone = _batch([B], [(0,)])
-    u_packed, _ = train._eval_forward(PARAMS, cfg, packed)
-    u_alone, _ = train._eval_forward(PARAMS, cfg, alone)
+    u_packed, _ = evaluate_lib._eval_forward(PARAMS, cfg, packed)
+    u_alone, _ = evaluate_lib._eval_forward(PARAMS, cfg, alone)
     np.testing.assert_allclose(u_packed, u_alone, atol=1e-6)
-    u_carried, _ = train._eval_forward(PARAMS, cfg, _batch([A + B], [(0,)]))
+    u_carried, _ = evaluate_lib._eval_forward(PARAMS, cfg, _batch([A + B], [(0,)]))
     assert not np.allclose(u_carried, u_alone, atol=1e-3)
 
 
@@ -237,7 +237,7 @@ def test_target_loss_and_ranking_use_raw_scores():
     ]
     np.testing.assert_allclose(parts["target_loss"], np.mean(want), rtol=1e-5)
     # The evaluation's user vector gives these logits for the last event.
-    u_eval, _ = train._eval_forward(PARAMS, cfg, batch)
+    u_eval, _ = evaluate_lib._eval_forward(PARAMS, cfg, batch)
     last = np.stack([logits[0, 5], logits[1, 2], logits[2, 1]])  # rows of 6, 3, 2 events
     np.testing.assert_allclose(np.asarray(u_eval @ v + c)[:, 1:], last, atol=1e-5)
     # Ranking of raw logits 50, -60, -70, -80: the target (item 3) has rank 2 (0-based).
