@@ -1,7 +1,8 @@
 """Entry point: ``python launch.py --config configs/default.py --workdir W``.
 
 Overrides: ``--config.model.duration_mode=none``; config variants:
-``--config configs/x.py:variant``. The logic lives in the package.
+``--config configs/x.py:variant``. The flags go to `durgru_jax.runner.dispatch`, which
+decides what to run.
 """
 
 from absl import app, flags, logging
@@ -57,46 +58,17 @@ def main(argv):
     )
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
-    if _REPORT.value is not None:
-        from durgru_jax import report
-
-        report.write_report(_REPORT.value, baseline=_REPORT_BASELINE.value)
-        return
-    config = _CONFIG.value
-    if config.get("task", "") == "baseline":
-        from durgru_jax.baselines import run as baselines
-
-        baselines.run(config, _WORKDIR.value)
-    elif config.get("task", "") == "ctr":
-        from durgru_jax import ctr
-
-        if _SWEEP.value:  # a CTR sweep trains each run with the CTR task
-            from durgru_jax import sweep
-
-            path = config_flags.get_config_filename(flags.FLAGS["config"])
-            sweep.run_sweep(config, path, _WORKDIR.value, train_fn=ctr.run)
-        else:
-            ctr.run(config, _WORKDIR.value)
-    elif _SWEEP.value:
-        from durgru_jax import sweep
-
-        path = config_flags.get_config_filename(flags.FLAGS["config"])
-        sweep.run_sweep(
-            config,
-            path,
-            _WORKDIR.value,
-            vectorize=_SWEEP_VECTORIZE.value,
-            max_vmap=_SWEEP_MAX_VMAP.value,
-        )
-    elif config.get("bench", False):
-        from durgru_jax import bench
-
-        if "data_config" in config.bench:
-            bench.run_data(config, _WORKDIR.value)
-        else:
-            bench.run(config, _WORKDIR.value)
-    else:
-        runner.run(config, _WORKDIR.value)
+    runner.dispatch(
+        _CONFIG.value,
+        _WORKDIR.value,
+        sweep_path=config_flags.get_config_filename(flags.FLAGS["config"])
+        if _SWEEP.value
+        else None,
+        vectorize=_SWEEP_VECTORIZE.value,
+        max_vmap=_SWEEP_MAX_VMAP.value,
+        report=_REPORT.value,
+        report_baseline=_REPORT_BASELINE.value,
+    )
 
 
 if __name__ == "__main__":

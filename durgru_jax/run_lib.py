@@ -1,12 +1,18 @@
-"""What every run shares: its results files and the conventions of selection and stopping.
+"""What every run shares: its results files, checkpoints, and the rules of selection and stopping.
 
 One copy for the single run (`train`), the vectorised sweep (`vsweep`), the CTR task
 (`ctr.train`), the baselines and the benchmark:
 
-* `write_json` (atomic: a temporary name, then a rename), `Jsonl` (``metrics.jsonl``),
+* files: `write_json` (atomic: a temporary name, then a rename), `Jsonl` (``metrics.jsonl``),
   `jsonable` (numpy / JAX scalars and non-finite floats made JSON-safe);
-* `higher_is_better`: which way a selection metric goes;
-* `NonFiniteLossError` and its one message (`non_finite_message`).
+* init-or-restore: `Checkpoints` (the ``ckpt/latest`` and ``ckpt/best`` orbax managers) and
+  `new_meta` (a run's progress record, saved beside its state);
+* select-and-stop: `select_and_stop` (best validation metric, patience), `out_of_time`,
+  `higher_is_better`, and `train_summary` (the ``train`` block of ``results.json``);
+* the one non-finite-loss check: `check_finite` raising `NonFiniteLossError`.
+
+The recommender run built from these (setup, the end of an epoch, the final test) is
+`durgru_jax.lifecycle`.
 """
 
 from __future__ import annotations
@@ -14,43 +20,40 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
 
 from durgru_jax import parallel
 
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or Inf loss."""
+# ------------------------------------------------------------------------------------ files
 
 
-def non_finite_message(step: int, epoch: int, loss: Any, kept_step: int | None, where) -> str:
-    """The message of a run stopped by a NaN/Inf loss; ``where`` is the checkpoint folder."""
-    kept = (
-        f"the last good checkpoint (step {kept_step}) is kept in {where}"
-        if kept_step is not None
-        else "no checkpoint had been written yet"
-    )
-    return (
-        f"non-finite training loss by step {step} (epoch {epoch}; last loss {loss}); "
-        f"stopped without saving the broken state: {kept}. "
-        "Try a lower optim.learning_rate or optim.clip_norm > 0."
-    )
+def jsonable(x: Any, *, exact: bool = False) -> Any:
+    """``x`` with mappings, sequences, numpy arrays and numpy / JAX scalars made JSON-safe.
 
-
-def jsonable(x: Any) -> Any:
-    """``x`` with mappings, sequences, numpy / JAX scalars and non-finite floats made JSON-safe."""
+    Non-finite floats become strings (``"nan"``, ``"inf"``), and values JSON cannot hold pass
+    through (``json.dump`` then names them). ``exact``, for data that is read back (the data
+    cache's ``meta.json``): non-finite floats stay floats (JSON's ``NaN`` / ``Infinity``), and
+    any value other than ``None``, bool, int, float or str raises `TypeError` naming it.
+    """
     if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v, exact=exact) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
+        return [jsonable(v, exact=exact) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist(), exact=exact)
     if isinstance(x, (np.generic, jax.Array)):
-        return jsonable(np.asarray(x).item())
-    if isinstance(x, float) and not math.isfinite(x):
+        return jsonable(np.asarray(x).item(), exact=exact)
+    if isinstance(x, float) and not math.isfinite(x) and not exact:
         return str(x)
+    if exact and not (x is None or isinstance(x, (bool, int, float, str))):
+        raise TypeError(f"a {type(x).__name__} is not JSON data: {x!r}")
     return x
 
 
@@ -83,6 +86,185 @@ def eta(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+# ------------------------------------------------------------------------ init-or-restore
+
+
+def new_meta() -> dict[str, Any]:
+    """A fresh run's progress record (saved with every ``ckpt/latest`` checkpoint).
+
+    ``best_metric`` is the best selection score so far, negated for error metrics so that
+    larger is always better (`higher_is_better`); ``bad_epochs`` counts the evaluations since.
+    """
+    return {
+        "epoch": -1,
+        "best_metric": -math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "train_seconds": 0.0,
+        "train_events": 0,
+        "done": False,
+    }
+
+
+class Checkpoints:
+    """A run's ``ckpt/latest`` (state + meta, for resuming) and ``ckpt/best`` (the state of
+    the best validation metric) orbax managers, one checkpoint kept in each."""
+
+    def __init__(self, workdir: str):
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+        self.directory = os.path.abspath(os.path.join(workdir, "ckpt"))
+        self.latest = ocp.CheckpointManager(os.path.join(self.directory, "latest"), options=options)
+        self.best = ocp.CheckpointManager(os.path.join(self.directory, "best"), options=options)
+        self.abstract = None
+
+    def restore(self, state: Any, who: str = "") -> tuple[Any, dict[str, Any]]:
+        """``(state, meta)`` of the last ``ckpt/latest`` checkpoint, else the fresh ``state``
+        and `new_meta`. ``state`` gives the structure, shapes, dtypes and shardings restored."""
+        self.abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        step = self.latest.latest_step()
+        if step is None:
+            return state, new_meta()
+        restored = self.latest.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(self.abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        meta = dict(restored.meta)
+        logging.info("%sresumed from %s at step %d (epoch %d)", who, self.directory, step,
+                     meta["epoch"])  # fmt: skip
+        return restored.state, meta
+
+    def save_latest(self, step: int, state: Any, meta: Mapping[str, Any]) -> None:
+        self.latest.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
+            ),
+        )
+        self.latest.wait_until_finished()
+
+    def save_best(self, step: int, state: Any) -> None:
+        # A run killed between this save and the next ``latest`` one re-evaluates the epoch on
+        # resume and finds its best checkpoint already written.
+        if self.best.latest_step() != step:
+            self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+            self.best.wait_until_finished()
+
+    def best_params(self, state: Any) -> tuple[Any, int | None]:
+        """``(params, step)`` of ``ckpt/best``; ``state``'s own and None if it holds none (no
+        validation ran)."""
+        step = self.best.latest_step()
+        if step is None:
+            return state["params"], None
+        restored = self.best.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(self.abstract))
+        )
+        return restored.state["params"], step
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+# ------------------------------------------------------------------------ select-and-stop
+
+
 def higher_is_better(metric: str) -> bool:
     """Error metrics (RMSE, MAE, log loss) are minimised, ranking metrics maximised."""
     return metric.split("/")[-1].split("@")[0] not in ("rmse", "mae", "logloss")
+
+
+def select_and_stop(
+    meta: dict[str, Any],
+    valid: Mapping[str, float],
+    *,
+    select_metric: str,
+    patience: int,
+    epoch: int,
+    on_best: Callable[[], None],
+    log: Jsonl,
+    record: Mapping[str, Any],
+    who: str = "",
+) -> bool:
+    """Model selection on one validation: logs ``record | valid``; if ``valid[select_metric]``
+    beats ``meta["best_metric"]`` (strictly: a tie keeps the earlier best) records ``epoch`` as
+    the best and calls ``on_best`` (save the state), else counts a bad evaluation. Returns
+    whether ``patience`` bad evaluations in a row say stop. A missing or NaN metric is a bad
+    evaluation."""
+    log.write(dict(record) | dict(valid))
+    value = valid.get(select_metric, math.nan)
+    logging.info("%sepoch %d step %s %s %.4f", who, epoch, record.get("step"), select_metric,
+                 value)  # fmt: skip
+    score = value if higher_is_better(select_metric) else -value
+    if score > meta["best_metric"]:
+        meta.update(best_metric=score, best_epoch=epoch, bad_epochs=0)
+        on_best()
+        return False
+    meta["bad_epochs"] += 1
+    if meta["bad_epochs"] >= patience:
+        logging.info("%searly stop: %s did not improve for %d evaluations", who, select_metric,
+                     meta["bad_epochs"])  # fmt: skip
+        return True
+    return False
+
+
+def out_of_time(time_start: float, budget_s: float, who: str = "") -> bool:
+    """Whether ``budget_s`` seconds (0: no limit) have passed since ``time_start``."""
+    if budget_s and time.time() - time_start >= budget_s:
+        logging.info("%stime budget of %.0f s reached", who, budget_s)
+        return True
+    return False
+
+
+def train_summary(
+    meta: Mapping[str, Any], *, steps: int, best_step: int | None, selected_on: str
+) -> dict[str, Any]:
+    """The ``train`` block of ``results.json``."""
+    return {
+        "seconds": meta["train_seconds"],
+        "events": meta["train_events"],
+        "events_per_second": meta["train_events"] / max(meta["train_seconds"], 1e-9),
+        "steps": steps,
+        "epochs": meta["epoch"] + 1,
+        "best_epoch": meta["best_epoch"],
+        "best_step": best_step,
+        "selected_on": selected_on,
+    }
+
+
+# ------------------------------------------------------------------------ non-finite loss
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or Inf loss."""
+
+
+DEFAULT_HINT = "Try a lower optim.learning_rate or optim.clip_norm > 0."
+
+
+def check_finite(
+    finite: Any,
+    *,
+    step: int,
+    epoch: int,
+    loss: Any,
+    ckpts: Checkpoints | None = None,
+    who: str = "",
+    hint: str = DEFAULT_HINT,
+) -> None:
+    """Raises `NonFiniteLossError` unless ``finite``: the run stops before any checkpoint of
+    the broken state is written; the message names the step, the epoch, the last loss and,
+    with ``ckpts``, the last good checkpoint kept in ``ckpt/latest``."""
+    if bool(finite):
+        return
+    loss = float(loss) if loss is not None else math.nan
+    message = f"{who}non-finite training loss by step {step} (epoch {epoch}; last loss {loss})"
+    if ckpts is not None:
+        kept = ckpts.latest.latest_step()
+        message += "; stopped without saving the broken state: " + (
+            f"the last good checkpoint (step {kept}) is kept in {ckpts.latest.directory}"
+            if kept is not None
+            else "no checkpoint had been written yet"
+        )
+    raise NonFiniteLossError(f"{message}. {hint}")

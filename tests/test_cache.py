@@ -315,3 +315,17 @@ def _timed_load(directory) -> float:
     dt = time.perf_counter() - t0
     assert q is not None and q.info["n_events"] == 1_000_000
     return dt
+
+
+def test_jsonable_exact_mode_keeps_what_is_read_back() -> None:
+    """The cache's meta.json uses `run_lib.jsonable(exact=True)`: NaN stays a float (JSON's
+    NaN), arrays become lists, and a type JSON cannot hold is refused naming the file."""
+    from durgru_jax import run_lib
+
+    value = {1: (np.int64(2), np.float32(np.nan)), "a": np.arange(3), "b": None}
+    exact = run_lib.jsonable(value, exact=True)
+    assert exact["1"][0] == 2 and type(exact["1"][0]) is int and np.isnan(exact["1"][1])
+    assert exact["a"] == [0, 1, 2] and exact["b"] is None
+    assert run_lib.jsonable(value)["1"] == [2, "nan"]  # results files: non-finite as strings
+    with pytest.raises(TypeError, match=r"cannot store in meta\.json: a object is not JSON"):
+        cache._jsonable({"x": object()})

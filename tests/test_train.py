@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from durgru_jax import runner
+from durgru_jax import run_lib, runner
 from durgru_jax import train as train_lib
 from durgru_jax.config import ConfigError, from_config
 from durgru_jax.data import dataset as ds
@@ -143,9 +143,9 @@ def test_nan_after_the_first_epoch_keeps_the_last_good_checkpoint(
             yield batch
 
     monkeypatch.setattr(ds, "iterate_train_batches", poisoned)
-    with pytest.raises(train_lib.NonFiniteLossError) as err:
+    with pytest.raises(run_lib.NonFiniteLossError) as err:
         train_lib.train_and_evaluate(tiny_config, workdir)
-    steps_per_epoch = train_lib.ds.n_train_batches(
+    steps_per_epoch = ds.n_train_batches(
         ds.train_windows(ds.prepare(*_tiny_events(tiny_config.to_dict())), pack=True), 32
     )
     msg = str(err.value)
@@ -175,7 +175,7 @@ def test_diverging_config_raises_naming_step_and_checkpoint(tmp_path, tiny_confi
     tiny_config.optim.clip_norm = 0.0
     tiny_config.train.epochs = 1
     workdir = str(tmp_path / "div")
-    with pytest.raises(train_lib.NonFiniteLossError) as err:
+    with pytest.raises(run_lib.NonFiniteLossError) as err:
         train_lib.train_and_evaluate(tiny_config, workdir)
     msg = str(err.value)
     assert re.search(r"by step \d+ \(epoch 0", msg), msg
@@ -284,3 +284,40 @@ def test_error_metrics_are_minimised_in_model_selection() -> None:
     assert not _higher_is_better("valid/rmse")
     assert not _higher_is_better("valid/mae")
     assert not _higher_is_better("valid/logloss")
+
+
+def test_select_and_stop_keeps_the_first_best_and_counts_patience(tmp_path) -> None:
+    """An error metric (minimised), patience 2: a tie is not an improvement, a missing or NaN
+    metric is a bad evaluation, and the second bad evaluation in a row stops."""
+    log = run_lib.Jsonl(str(tmp_path / "m.jsonl"))
+    meta, saved = run_lib.new_meta(), []
+
+    def select(epoch, valid):
+        return run_lib.select_and_stop(
+            meta,
+            valid,
+            select_metric="valid/rmse",
+            patience=2,
+            epoch=epoch,
+            on_best=lambda: saved.append(epoch),
+            log=log,
+            record={"step": 10 * epoch, "epoch": epoch},
+        )
+
+    assert [select(0, {"valid/rmse": 0.5}), select(1, {"valid/rmse": 0.4})] == [False, False]
+    assert [select(2, {"valid/rmse": 0.4}), select(3, {"valid/rmse": 0.3})] == [False, False]
+    assert saved == [0, 1, 3] and meta["best_epoch"] == 3 and meta["best_metric"] == -0.3
+    assert [select(4, {"valid/rmse": math.nan}), select(5, {"valid/mae": 0.1})] == [False, True]
+    assert meta["bad_epochs"] == 2 and saved == [0, 1, 3]
+    assert [r["step"] for r in _read_jsonl(log.path)] == [0, 10, 20, 30, 40, 50]
+
+
+def test_check_finite_message() -> None:
+    run_lib.check_finite(np.bool_(True), step=1, epoch=0, loss=math.nan)  # finite: no error
+    with pytest.raises(run_lib.NonFiniteLossError) as err:
+        run_lib.check_finite(False, step=7, epoch=2, loss=np.float32(np.inf), who="lr: ",
+                             hint="Try a lower learning rate.")  # fmt: skip
+    assert str(err.value) == (
+        "lr: non-finite training loss by step 7 (epoch 2; last loss inf). "
+        "Try a lower learning rate."
+    )

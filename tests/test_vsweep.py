@@ -21,8 +21,7 @@ import textwrap
 
 import pytest
 
-from durgru_jax import runner, sweep, vsweep
-from durgru_jax import train as train_lib
+from durgru_jax import run_lib, runner, sweep, vsweep
 
 # lr 1e-9 barely moves its model: validation never improves, so it stops early (patience 1).
 RUNS = ((0, 1e-2), (1, 3e-3), (2, 1e-9))
@@ -158,7 +157,7 @@ def test_non_finite_run_stops_alone(sweeps, tmp_path):
     config, runs, alone, _ = sweeps
     overrides = [dict(runs[0]), dict(runs[1]), {"seed": 2, "optim.learning_rate": 1e30}]
     dirs = [str(tmp_path / str(i)) for i in range(3)]
-    with pytest.raises(train_lib.NonFiniteLossError, match="non-finite") as err:
+    with pytest.raises(run_lib.NonFiniteLossError, match="non-finite") as err:
         vsweep.train_and_evaluate_many([sweep.apply(config, o) for o in overrides], dirs)
     assert dirs[2] in str(err.value) and dirs[0] not in str(err.value)
     assert not os.path.exists(os.path.join(dirs[2], "results.json"))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 
 def run(config, workdir: str) -> dict:
-    """Entry point of ``launch.py`` for ``config.task == "ctr"``."""
+    """Trains and tests a ``config.task == "ctr"`` config (`durgru_jax.ctr.train.run`); what
+    `durgru_jax.runner.run` calls for that task, unless ``config.bench.enabled``."""
     from durgru_jax.ctr import train
 
     return train.run(config, workdir)

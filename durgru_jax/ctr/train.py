@@ -35,10 +35,11 @@ import numpy as np
 import optax
 from absl import logging
 
+from durgru_jax import run_lib
 from durgru_jax.ctr import criteo
 from durgru_jax.ctr import model as ctr_model
 from durgru_jax.ctr.metrics import ctr_metrics
-from durgru_jax.run_lib import Jsonl, NonFiniteLossError, eta, write_json
+from durgru_jax.run_lib import Jsonl, write_json
 from durgru_jax.train import make_optimizer
 
 
@@ -86,6 +87,31 @@ def _rows(prepared: criteo.Prepared, split: str, cap: int = 0) -> slice:
     return slice(s.start, min(s.stop, s.start + cap)) if cap else s
 
 
+SELECT_METRIC = "valid/auc"
+
+
+def _make_step(logits_fn, tx: optax.GradientTransformation, seed: int, l2: float):
+    """The jitted step ``(params, opt_state, step, tokens, labels) -> (params, opt_state,
+    loss)``: BCE (+ ``l2`` times the squared weights), its randomness from
+    ``fold_in(key(seed), step)``."""
+    base_key = jax.random.key(seed)
+
+    def loss_fn(p, tokens, labels, key):
+        loss = ctr_model.bce(logits_fn(p, tokens, key), labels)
+        if l2:
+            loss = loss + l2 * sum(jnp.sum(x**2) for x in jax.tree.leaves(p) if x.ndim)
+        return loss
+
+    @jax.jit
+    def step_fn(p, opt_state, step, tokens, labels):
+        key = jax.random.fold_in(base_key, step)
+        loss, grads = jax.value_and_grad(loss_fn)(p, tokens, labels, key)
+        updates, opt_state = tx.update(grads, opt_state, p)
+        return optax.apply_updates(p, updates), opt_state, loss
+
+    return step_fn
+
+
 def fit(
     name: str,
     params,
@@ -106,27 +132,12 @@ def fit(
     metrics_log: Jsonl,
     l2: float = 0.0,
 ) -> dict:
-    """Minibatch training with early stopping on validation AUC.
+    """Minibatch training with early stopping on validation AUC (`run_lib.select_and_stop`).
 
     ``logits_fn(params, tokens, key_or_None) -> logits``. Returns ``{"params": best,
     "train": stats}``; the best parameters are those of the best validation AUC (the last
     ones if validation never ran).
     """
-    base_key = jax.random.key(seed)
-
-    def loss_fn(p, tokens, labels, key):
-        loss = ctr_model.bce(logits_fn(p, tokens, key), labels)
-        if l2:
-            loss = loss + l2 * sum(jnp.sum(x**2) for x in jax.tree.leaves(p) if x.ndim)
-        return loss
-
-    @jax.jit
-    def step_fn(p, opt_state, step, tokens, labels):
-        key = jax.random.fold_in(base_key, step)
-        loss, grads = jax.value_and_grad(loss_fn)(p, tokens, labels, key)
-        updates, opt_state = tx.update(grads, opt_state, p)
-        return optax.apply_updates(p, updates), opt_state, loss
-
     prob_fn = jax.jit(lambda p, tok: jax.nn.sigmoid(logits_fn(p, tok, None)))
     train_rows = prepared.split("train")
     n_train = train_rows.stop - train_rows.start
@@ -137,38 +148,36 @@ def fit(
     first = np.arange(train_rows.start, min(train_rows.stop, train_rows.start + batch_size))
     example = _batch(prepared, np.resize(first, batch_size))
     t_compile = time.time()
-    step_fn = step_fn.lower(params, opt_state, jnp.int32(0), *example).compile()
+    step_fn = _make_step(logits_fn, tx, seed, l2).lower(params, opt_state, jnp.int32(0), *example)
+    step_fn = step_fn.compile()
     compile_seconds = time.time() - t_compile
-    best = {"auc": -np.inf, "params": jax.device_get(params), "step": None, "epoch": None}
-    bad_evals, step, events, seconds = 0, 0, 0, 0.0
-    t_start = time.time()
-    stop = False
+    meta = run_lib.new_meta()
+    best = {"params": jax.device_get(params), "step": None, "epoch": None}
+    step, t_start, stop, who = 0, time.time(), False, f"{name}: "
     valid = _rows(prepared, "valid", valid_cap)
 
     def evaluate(epoch):
-        nonlocal bad_evals, stop
+        nonlocal stop
         probs = predict(prob_fn, params, prepared, valid, eval_batch_size)
-        y = np.asarray(prepared.labels[valid])
-        m = ctr_metrics(y, probs, "valid")
-        metrics_log.write({"model": name, "step": step, "epoch": epoch} | m)
-        auc = m.get("valid/auc", float("nan"))
-        logging.info("%s: epoch %d step %d valid/auc %.4f logloss %.4f", name, epoch, step, auc,
-                     m.get("valid/logloss", float("nan")))  # fmt: skip
-        if np.isfinite(auc) and auc > best["auc"]:
-            best.update(auc=auc, params=jax.device_get(params), step=step, epoch=epoch)
-            bad_evals = 0
-        else:
-            bad_evals += 1
-            if bad_evals >= patience:
-                logging.info("%s: early stop, valid/auc did not improve %d times", name, patience)
-                stop = True
+        m = ctr_metrics(np.asarray(prepared.labels[valid]), probs, "valid")
 
-    epoch = -1
+        def keep():
+            best.update(params=jax.device_get(params), step=step, epoch=epoch)
+
+        record = {"model": name, "step": step, "epoch": epoch}
+        stop |= run_lib.select_and_stop(meta, m, select_metric=SELECT_METRIC, patience=patience,
+                                        epoch=epoch, on_best=keep, log=metrics_log,
+                                        record=record, who=who)  # fmt: skip
+
+    def check(loss, epoch):
+        run_lib.check_finite(np.isfinite(loss), step=step, epoch=epoch, loss=loss, who=who,
+                             hint="Try a lower learning rate.")  # fmt: skip
+
     for epoch in range(epochs):
-        rng = np.random.default_rng([seed, epoch])
-        perm = rng.permutation(n_train) + train_rows.start
+        meta["epoch"] = epoch
+        perm = np.random.default_rng([seed, epoch]).permutation(n_train) + train_rows.start
         t0 = time.time()
-        last_t, last_events = t0, events
+        last_t, last_events = t0, meta["train_events"]
         for i in range(steps_per_epoch):
             if max_steps and step >= max_steps:
                 stop = True
@@ -179,60 +188,46 @@ def fit(
             tokens, labels = _batch(prepared, rows)
             params, opt_state, loss = step_fn(params, opt_state, jnp.int32(step), tokens, labels)
             step += 1
-            events += batch_size
+            meta["train_events"] += batch_size
             if step % log_every == 0 or step == total:
                 loss = float(loss)
-                if not np.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"{name}: non-finite training loss {loss} at step {step} (epoch "
-                        f"{epoch}); try a lower learning rate"
-                    )
+                check(loss, epoch)
                 now = time.time()
-                rate = (events - last_events) / max(now - last_t, 1e-9)
+                rate = (meta["train_events"] - last_events) / max(now - last_t, 1e-9)
                 logging.info("%s: step %d/%d epoch %d loss %.4f %s events/s ETA %s", name, step,
                              total, epoch, loss, f"{rate:,.0f}",
-                             eta((now - t_start) / step * (total - step)))  # fmt: skip
+                             run_lib.eta((now - t_start) / step * (total - step)))  # fmt: skip
                 metrics_log.write(
                     {"model": name, "step": step, "epoch": epoch, "train/loss": loss,
                      "events_per_second": rate}
                 )  # fmt: skip
-                last_t, last_events = now, events
+                last_t, last_events = now, meta["train_events"]
             if eval_every_steps and step % eval_every_steps == 0:
                 jax.block_until_ready(params)
-                seconds += time.time() - t0
+                meta["train_seconds"] += time.time() - t0
                 evaluate(epoch)
                 t0 = time.time()
                 if stop:
                     break
-            if time_budget_s and time.time() - t_start >= time_budget_s:
-                logging.info("%s: time budget of %.0f s reached", name, time_budget_s)
+            if run_lib.out_of_time(t_start, time_budget_s, who):
                 stop = True
                 break
         jax.block_until_ready(params)
-        seconds += time.time() - t0
-        if step > 0 and not np.isfinite(float(loss)):
-            raise NonFiniteLossError(
-                f"{name}: non-finite training loss at step {step} (epoch {epoch}); try a "
-                "lower learning rate"
-            )
+        meta["train_seconds"] += time.time() - t0
+        if step > 0:
+            check(float(loss), epoch)
         if not (eval_every_steps and step % eval_every_steps == 0) and step > 0:
             evaluate(epoch)
         if stop:
             break
+    summary = run_lib.train_summary(
+        meta, steps=step, best_step=best["step"], selected_on=SELECT_METRIC
+    )
     return {
         "params": best["params"] if best["step"] is not None else jax.device_get(params),
         "prob_fn": prob_fn,
-        "train": {
-            "seconds": seconds,
-            "events": events,
-            "events_per_second": events / max(seconds, 1e-9),
-            "steps": step,
-            "epochs": epoch + 1,
-            "best_step": best["step"],
-            "best_epoch": best["epoch"],
-            "selected_on": "valid/auc",
-            "compile_seconds": compile_seconds,
-        },
+        # best_epoch: None (not -1) when no validation improved on the start.
+        "train": summary | {"best_epoch": best["epoch"], "compile_seconds": compile_seconds},
     }
 
 
@@ -246,12 +241,8 @@ def _final_metrics(prob_fn, params, prepared, eval_batch_size) -> dict:
 
 
 def run(config, workdir: str) -> dict:
-    """Prepare, train, evaluate; see the module docstring. The ``bench`` variant runs the
-    preprocessing benchmark instead (`durgru_jax.ctr.bench`)."""
-    if config.get("bench") is not None and config.bench.get("enabled", False):
-        from durgru_jax.ctr import bench
-
-        return bench.run(config, workdir)
+    """Prepare, train, evaluate; see the module docstring. (The ``bench`` variant, the
+    preprocessing benchmark `durgru_jax.ctr.bench.run`, is dispatched by `durgru_jax.runner`.)"""
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), config.to_dict())
     metrics_log = Jsonl(os.path.join(workdir, "metrics.jsonl"))

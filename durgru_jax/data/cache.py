@@ -187,17 +187,14 @@ def cache_key(
 
 
 def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    raise TypeError(f"cannot store a {type(x).__name__} in {META}: {x!r}")
+    """`run_lib.jsonable` in its ``exact`` mode (what is read back must equal what was
+    written: NaN stays a float, an unknown type raises `TypeError`), naming this file."""
+    from durgru_jax.run_lib import jsonable  # here: the data pipeline otherwise needs no JAX
+
+    try:
+        return jsonable(x, exact=True)
+    except TypeError as e:
+        raise TypeError(f"cannot store in {META}: {e}") from None
 
 
 def _fsync(path: Path) -> None:

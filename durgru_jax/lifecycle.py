@@ -1,0 +1,223 @@
+"""The lifecycle of one recommender run, shared by the single run (`durgru_jax.train`) and the
+vectorised sweep (`durgru_jax.vsweep`, K stacked runs each living this lifecycle).
+
+* `setup`: the data, the typed config and, with a workdir, the run's files (``config.json``,
+  ``metrics.jsonl``, `run_lib.Checkpoints`); `init_params` / `new_state`: the train state a
+  fresh run starts from (`run_lib.Checkpoints.restore` then resumes a saved one);
+* `validate_along`: validation records every ``train.eval_every_steps`` steps;
+* `end_of_epoch`: the epoch's bookkeeping, validation and model selection
+  (`run_lib.select_and_stop`), the ``max_steps`` / time-budget stops, the ``ckpt/latest`` save;
+* `finish`: valid and test metrics of the best checkpoint, the popularity baseline,
+  ``results.json`` and the final ``metrics.jsonl`` line.
+
+The test set is evaluated once, in `finish`, never for a decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from durgru_jax import model as model_lib
+from durgru_jax import parallel, run_lib
+from durgru_jax.config import RunConfig, from_config
+from durgru_jax.data import dataset as ds
+from durgru_jax.data.sources import load_prepared
+from durgru_jax.evaluate import evaluate, evaluate_popularity
+
+
+@dataclasses.dataclass
+class Run:
+    """One run: its config, data, files and progress (``meta``, see `run_lib.new_meta`)."""
+
+    config: Any
+    workdir: str
+    rc: RunConfig
+    prepared: Any
+    windows: dict[str, np.ndarray]
+    valid_ex: dict[str, np.ndarray]
+    test_ex: dict[str, np.ndarray]
+    steps_per_epoch: int
+    total_steps: int
+    log: run_lib.Jsonl | None = None
+    ckpts: run_lib.Checkpoints | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=run_lib.new_meta)
+    error: str = ""  # why a run of a vectorised group stopped alone (non-finite loss)
+    who: str = ""  # prefix of its log lines ("" for a run alone)
+
+    @property
+    def n_items(self) -> int:
+        return self.prepared.n_items
+
+    def close(self) -> None:
+        if self.ckpts is not None:
+            self.ckpts.close()
+
+
+def setup(config, workdir: str | None, who: str = "") -> Run:
+    """Data and typed config of ``config``'s run; with ``workdir``, also its files (the config
+    written, the metrics log and the checkpoint managers opened)."""
+    log = None
+    if workdir is not None:
+        os.makedirs(workdir, exist_ok=True)
+        cfg_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        run_lib.write_json(os.path.join(workdir, "config.json"), cfg_dict)
+        log = run_lib.Jsonl(os.path.join(workdir, "metrics.jsonl"))
+    p = load_prepared(config.data, seed=int(config.seed))
+    logging.info("data: %s", json.dumps(run_lib.jsonable(p.info)))
+    if not p.has_durations and config.model.duration_mode != "none":
+        logging.warning(
+            "the data has no durations (source: %s): every duration factor is neutral "
+            "(%g), so duration_mode=%s cannot use durations here",
+            p.info.get("duration_source"),
+            0.5 * float(config.model.duration_scale),
+            config.model.duration_mode,
+        )
+    agru = config.model.cell == "agru"
+    rc = from_config(
+        config,
+        n_items=p.n_items,
+        n_input_contexts=p.n_input_contexts if agru else 1,
+        n_transfer_contexts=p.n_transfer_contexts if agru else 1,
+        rating_head=p.has_ratings and float(config.loss.rating_weight) > 0,
+        max_len=int(config.data.max_len),
+    )
+    windows = ds.train_windows(p, pack=bool(config.data.get("pack", True)))
+    drop = rc.eval.unknown_targets == "drop"
+    steps_per_epoch = ds.n_train_batches(windows, rc.train.batch_size)
+    total_steps = steps_per_epoch * rc.train.epochs
+    if rc.train.max_steps:
+        total_steps = min(total_steps, rc.train.max_steps)
+    return Run(
+        config=config,
+        workdir=workdir or "",
+        rc=rc,
+        prepared=p,
+        windows=windows,
+        valid_ex=ds.eval_examples(p, "valid", drop_unknown=drop),
+        test_ex=ds.eval_examples(p, "test", drop_unknown=drop),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        log=log,
+        ckpts=run_lib.Checkpoints(workdir) if workdir is not None else None,
+        who=who,
+    )
+
+
+def init_params(run: Run):
+    """The run's initial parameters (seed ``rc.seed``)."""
+    rc, p = run.rc, run.prepared
+    return model_lib.init_params(
+        rc.model,
+        rc.seed,
+        p.log_popularity if rc.model.init_bias_from_popularity else None,
+        ds.train_rating_mean(p),
+    )
+
+
+def new_state(params, tx: optax.GradientTransformation) -> dict[str, Any]:
+    """The train state of `train.make_train_step` at step 0: ``finite`` turns False for good
+    at the first NaN/Inf loss."""
+    return {
+        "params": params,
+        "opt_state": tx.init(params),
+        "step": jnp.asarray(0, jnp.int32),
+        "finite": jnp.asarray(True),
+    }
+
+
+def log_train(run: Run, step: int, epoch: int, rate: float, parts: Mapping[str, Any]) -> dict:
+    """Writes the ``metrics.jsonl`` record of training progress; returns the losses (floats)."""
+    losses = {k: float(v) for k, v in parts.items()}
+    run.log.write(
+        {"step": step, "epoch": epoch, "events_per_second": rate}
+        | {f"train/{k}": v for k, v in losses.items()}
+    )
+    return losses
+
+
+def validate_along(state, members: Sequence[tuple[Run, Any, int, int]], t0: float) -> float:
+    """Validation records for metric-vs-iteration curves (``train.eval_every_steps``) of each
+    ``(run, params, step, epoch)``, stamped with its training seconds so far
+    (``train_seconds``: evaluation excluded, for time-to-accuracy curves; ``t0`` is when the
+    epoch's training started). Returns the seconds spent, kept out of the training time."""
+    jax.block_until_ready(state["params"])  # pending training steps are not evaluation time
+    t = time.time()
+    for run, params, step, epoch in members:
+        valid = evaluate(params, run.rc, run.valid_ex, run.n_items, "valid")
+        trained = run.meta["train_seconds"] + t - t0
+        run.log.write({"step": step, "epoch": epoch, "train_seconds": trained} | valid)
+    return time.time() - t
+
+
+def end_of_epoch(
+    run: Run, state, *, step: int, epoch: int, seconds: float, events: int, time_start: float
+) -> bool:
+    """Books a finished (finite) epoch in ``run.meta``; validates when due
+    (``train.eval_every_epochs``, the last epoch, a ``max_steps`` stop), keeping the best
+    state in ``ckpt/best`` and stopping after ``train.patience`` evaluations without
+    improvement; stops at ``train.max_steps`` or after ``train.time_budget_s``; saves
+    ``ckpt/latest``. Returns whether the run is done."""
+    tc, meta = run.rc.train, run.meta
+    meta["train_seconds"] += seconds
+    meta["train_events"] += events
+    meta["epoch"] = epoch
+    stop = bool(tc.max_steps and step >= tc.max_steps)
+    if (epoch + 1) % tc.eval_every_epochs == 0 or stop or epoch + 1 == tc.epochs:
+        valid = evaluate(state["params"], run.rc, run.valid_ex, run.n_items, "valid")
+        sel = tc.select_metric
+        if sel not in valid:
+            raise KeyError(f"config.train.select_metric={sel!r} is not among {sorted(valid)}")
+        stop |= run_lib.select_and_stop(
+            meta,
+            valid,
+            select_metric=sel,
+            patience=tc.patience,
+            epoch=epoch,
+            on_best=lambda: run.ckpts.save_best(step, state),
+            log=run.log,
+            record={"step": step, "epoch": epoch},
+            who=run.who,
+        )
+    stop |= run_lib.out_of_time(time_start, tc.time_budget_s, run.who)
+    stop = parallel.agree(stop)  # multi-host: process 0's clock decides for all
+    meta["done"] = stop
+    run.ckpts.save_latest(step, state, meta)
+    return stop
+
+
+def finish(run: Run, state) -> dict:
+    """Final evaluation of the best checkpoint (the last state if validation never ran) on
+    valid and test, with the popularity baseline; writes ``results.json`` and the final
+    ``metrics.jsonl`` line; returns the results."""
+    rc, p = run.rc, run.prepared
+    params, best_step = run.ckpts.best_params(state)
+    metrics = {}
+    metrics.update(evaluate(params, rc, run.valid_ex, p.n_items, "valid"))
+    metrics.update(evaluate(params, rc, run.test_ex, p.n_items, "test"))
+    pop = {}
+    pop.update(evaluate_popularity(p.log_popularity, rc, run.valid_ex, p.n_items, "valid"))
+    pop.update(evaluate_popularity(p.log_popularity, rc, run.test_ex, p.n_items, "test"))
+    steps = int(state["step"])
+    results = {
+        "metrics": metrics,
+        "train": run_lib.train_summary(
+            run.meta, steps=steps, best_step=best_step, selected_on=rc.train.select_metric
+        ),
+        "baselines": {"most_popular": pop},
+        "data": p.info,
+        "model": dataclasses.asdict(rc.model),
+    }
+    run_lib.write_json(os.path.join(run.workdir, "results.json"), results)
+    run.log.write({"step": steps, "final": True} | metrics)
+    return results
