@@ -216,6 +216,7 @@ def bpr_max_loss(
     n_sampled: int,
     log_q_N: Array,
     bpreg: float,
+    elu: float = 0.0,
 ) -> Array:
     """Per-step BPR-max loss, ``[B, T]`` (Hidasi & Karatzoglou 2018, "Recurrent Neural
     Networks with Top-k Gains for Session-based Recommendations", Section 3.2).
@@ -227,8 +228,10 @@ def bpr_max_loss(
     The candidates are those of `sampled_softmax_loss` (the other rows' targets at the same
     step and ``n_sampled`` draws from ``q`` shared by the batch; accidental hits and padding
     removed), but the scores are the raw logits: like the official GRU4Rec, no log-Q
-    correction (the official code applies ``logq`` to cross-entropy only). The official code
-    can also pass the scores through an ELU first (``elu_param``); we do not.
+    correction (the official code applies ``logq`` to cross-entropy only). With ``elu > 0``
+    every score, the target's and the negatives', first passes through
+    ``ELU(r) = r if r > 0 else elu * (exp(r) - 1)``, the loss and its regulariser then use
+    those, as the official ``bpr_max_loss_with_elu`` (``F.elu(O, elu_param)``).
     """
     sampled = jax.random.categorical(key, log_q_N, shape=(n_sampled,))
     inb_BxT = jnp.where(valid_BxT, target_BxT, 0)
@@ -238,6 +241,8 @@ def bpr_max_loss(
     smp_BxTxS = u_BxTxD @ v_DxN[:, sampled] + c_N[sampled]
     smp_ok = jnp.broadcast_to(sampled[None, None, :] != target_BxT[..., None], smp_BxTxS.shape)
     neg = jnp.concatenate([inb_BxTxB, smp_BxTxS], axis=-1)
+    if elu > 0:
+        pos_BxT, neg = jax.nn.elu(pos_BxT, elu), jax.nn.elu(neg, elu)
     ok = jnp.concatenate([inb_ok, smp_ok], axis=-1)
     has_neg = jnp.any(ok, axis=-1)
     # Log space: log sum_j s_j sigmoid(d_j) = lse_j(r_j + log sigmoid(d_j)) - lse_j(r_j).
@@ -286,8 +291,25 @@ def losses(
     Returns the scalar loss and its parts. Every average is over valid steps only (a step is
     valid when it is a real event and has a next item).
     """
+    total, (parts, _) = carried_losses(params, cfg, loss_cfg, batch, key, log_popularity, train)
+    return total, parts
+
+
+def carried_losses(
+    params: Params,
+    cfg: ModelConfig,
+    loss_cfg: LossConfig,
+    batch: Batch,
+    key: Array,
+    log_popularity: Array,
+    train: bool = True,
+    h0_BxH: Array | None = None,
+) -> tuple[Array, tuple[dict[str, Array], Array]]:
+    """`losses` of a batch whose rows start from the state ``h0_BxH`` (zeros if None), and
+    the state after each row's last real step: ``(loss, (parts, h_last_BxH))``, for
+    truncated BPTT (`durgru_jax.bptt`)."""
     k_drop, k_aux, k_samp = jax.random.split(key, 3)
-    hs, _ = encode(params, cfg, batch, k_drop if train else None)
+    hs, h_last = encode(params, cfg, batch, k_drop if train else None, h0_BxH)
     target = batch["targets"]
     valid = batch["mask"] & (target > 0)
     n_valid = jnp.maximum(jnp.sum(valid), 1)
@@ -303,7 +325,16 @@ def losses(
             log_q = jax.nn.log_softmax(loss_cfg.sample_alpha * log_popularity)  # GRU4Rec's
         if loss_cfg.target == "bpr_max":
             per = bpr_max_loss(
-                k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, loss_cfg.bpreg
+                k_samp,
+                u,
+                v,
+                c,
+                target,
+                valid,
+                loss_cfg.n_sampled,
+                log_q,
+                loss_cfg.bpreg,
+                loss_cfg.bpr_elu,
             )
         else:
             per = sampled_softmax_loss(
@@ -327,7 +358,7 @@ def losses(
         parts["rating_mse"] = mse
         total = total + loss_cfg.rating_weight * mse
     parts["loss"] = total
-    return total, parts
+    return total, (parts, h_last)
 
 
 def _log_uniform(n_items: int) -> Array:

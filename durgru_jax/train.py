@@ -28,9 +28,10 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from durgru_jax import bptt, parallel
 from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
-from durgru_jax import parallel
+from durgru_jax import optim as optim_lib
 from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
@@ -63,6 +64,7 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
         "adamw": lambda: optax.adamw(sched, weight_decay=cfg.weight_decay),
         "sgd": lambda: optax.sgd(sched),
         "adagrad": lambda: optax.adagrad(sched),
+        "adagrad_momentum": lambda: optim_lib.adagrad_momentum(sched, cfg.momentum),
     }[cfg.name]()
     if cfg.clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
@@ -91,19 +93,31 @@ def make_train_step(
     def step_fn(state, batch):
         key = jax.random.fold_in(base_key, state["step"])
 
-        def loss_fn(params):
+        def loss_fn(params, b=batch, k=key, h0=None):
             # The bf16 cast sits inside the differentiated function: gradients come out f32.
-            p, b = parallel.cast_for_compute(params, batch, rc.model.compute_dtype)
-            return loss_lib.losses(p, rc.model, rc.loss, b, key, log_popularity)
+            p, b = parallel.cast_for_compute(params, b, rc.model.compute_dtype)
+            return loss_lib.carried_losses(p, rc.model, rc.loss, b, k, log_popularity, h0_BxH=h0)
 
-        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
+        if rc.train.bptt:  # one update per chunk of the windows, the state carried over
+            params, opt_state, parts = bptt.chunked_updates(
+                loss_fn,
+                tx,
+                state["params"],
+                state["opt_state"],
+                batch,
+                rc.train.bptt,
+                rc.model.hidden_dim,
+                key,
+            )
+        else:
+            (_, (parts, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+            updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+            params = optax.apply_updates(state["params"], updates)
         new_state = {
             "params": params,
             "opt_state": opt_state,
             "step": state["step"] + 1,
-            "finite": state["finite"] & jnp.isfinite(loss),
+            "finite": state["finite"] & jnp.isfinite(parts["loss"]),
         }
         return new_state, parts
 
