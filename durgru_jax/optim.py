@@ -46,8 +46,8 @@ def adagrad_momentum(
     tables = ITEM_TABLES if item_tables is None else item_tables
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return AdagradMomentumState(jnp.zeros([], jnp.int32), zeros, zeros)
+        acc, mom = (jax.tree.map(jnp.zeros_like, params) for _ in range(2))  # two buffers
+        return AdagradMomentumState(jnp.zeros([], jnp.int32), acc, mom)
 
     def update(grads, state, params=None):
         del params
