@@ -5,32 +5,35 @@ main model and training code: same data pipeline, same full-ranking evaluator.
     --config.data.path=PATH/ratings.dat``
 ``python launch.py --config configs/gru4rec.py:ml1m,bpr_max --workdir runs/gru4rec_ml1m_bpr``
 
-The argument is a dataset, a loss and/or ``official``, comma-separated. Datasets (their ``data``, ``eval`` and
-``train`` groups are those of the dataset's own config): ``synthetic`` (default,
-``configs/default.py``), ``ml1m`` / ``ml100k`` (``configs/ml1m.py:gru4rec`` /
+The argument is a dataset, a loss and/or ``official``, comma-separated. Datasets (their
+``data``, ``eval`` and ``train`` groups are those of the dataset's own config): ``synthetic``
+(default, ``configs/default.py``), ``ml1m`` / ``ml100k`` (``configs/ml1m.py:gru4rec`` /
 ``configs/ml100k.py:gru4rec``: history not excluded, selection on validation recall@20),
 ``yoochoose`` (``configs/yoochoose.py``, the raw clicks) and ``prepared``
 (``configs/yoochoose.py:prepared``). Losses: ``xe`` (default; cross-entropy over the in-batch
-and sampled negatives with log-Q correction) or ``bpr_max``. ``official`` switches on what
-brings the training to the official code's and takes the official paramfile's values
-(`official`): one-step session-parallel updates (``train.bptt=1``), Adagrad with momentum, two
-dropout rates, ELU on the BPR-max scores, no gradient clipping, 10 epochs.
+and sampled negatives with log-Q correction) or ``bpr_max``. ``official`` (`official`; the
+default is ``ours``) trains as the official code does, with the values of its paramfile for
+the loss (`OFFICIAL`): one-step session-parallel updates (``train.bptt=1``), Adagrad with
+momentum, separate dropout rates on the embeddings and the hidden state, ELU on the BPR-max
+scores, no gradient clipping, the output bias from zero, 10 epochs.
 
 GRU4Rec is: a plain GRU (no durations, no contexts), input and output item embeddings shared
 (GRU4Rec's "constrained embedding"), dropout on the embeddings entering the GRU and on its
 output, the state reset at every sequence boundary (packed rows carry ``reset``), and the
 other rows' targets at the same step plus ``n_sampled`` shared draws as negatives. What
-differs from the official code: windows of ``data.max_len`` steps trained with BPTT instead of
-one-step session-parallel updates; one dropout rate for both places; Adam instead of Adagrad
-with momentum (these three, and BPR-max's ELU, as in the official code with ``official``);
-cross-entropy draws its negatives from popularity^1 (BPR-max from
-popularity^0.4, ``loss.sample_alpha``); log-Q as the log expected count of each candidate
-with accidental hits removed (the official ``logq`` subtracts ``log pop`` of in-batch and
-``log pop^alpha`` of sampled candidates and keeps hits); accidental hits removed from
-BPR-max's negatives too; no ELU on the BPR-max scores; with cross-entropy the output bias
-starts at the log popularity (with BPR-max at zero, as in GRU4Rec); the GRU output meets the
-item embeddings through a learned projection (``out.proj``), where the official constrained
-embedding scores the GRU output directly.
+differs from the official code (without ``official``): windows of ``data.max_len`` steps
+trained with BPTT instead of one-step session-parallel updates; one dropout rate for both
+places; Adam instead of Adagrad with momentum; no ELU on the BPR-max scores; cross-entropy
+draws its negatives from popularity^1 (BPR-max from popularity^0.4, ``loss.sample_alpha``, as
+the paramfile). Always: log-Q as the log expected count of each candidate with accidental hits
+removed (the official ``logq`` subtracts ``log pop`` of in-batch and ``log pop^alpha`` of
+sampled candidates and keeps hits); accidental hits removed from BPR-max's negatives too; with
+cross-entropy the output bias starts at the log popularity (with BPR-max at zero, as in
+GRU4Rec); the GRU output meets the item embeddings through a learned projection
+(``out.proj``), where the official constrained embedding scores the GRU output directly; the
+official hidden dropout also drops the state carried to the next step, ours only the output;
+the state restarts at every window (``data.max_len`` events), the official one runs through the
+whole session.
 """
 
 from durgru_jax.base_config import load_config, parse_variant
