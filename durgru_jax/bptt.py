@@ -8,6 +8,10 @@ state (detached), a row's sequence boundary (``reset``) restarts it from zeros, 
 rows' targets at the same step are the negatives. What stays of the windows: a row's state
 starts from zeros at the first step of each window (`durgru_jax.data.dataset.train_windows`),
 where the official code carries it over a whole session of any length.
+
+A row's padding comes only after its last real step (as `train_windows` writes rows), so the
+state passed on by a row without a real step in a chunk (zeros, `model.encode`'s ``h_last``)
+is never used.
 """
 
 from __future__ import annotations

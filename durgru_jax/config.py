@@ -54,8 +54,8 @@ class ModelConfig:
     embed_dim: int = 64  # item embedding size (the paper's k)
     hidden_dim: int = 100  # hidden state size
     dropout: float = 0.1  # on cell inputs and outputs
-    # The rate on the item embeddings entering the cell / on the states leaving it (GRU4Rec's
-    # dropout_p_embed / dropout_p_hidden); -1: the rate of `dropout`.
+    # GRU / aGRU cells: the rate on the item embeddings entering the cell / on the states
+    # leaving it (GRU4Rec's dropout_p_embed / dropout_p_hidden); -1: the rate of `dropout`.
     dropout_embed: float = -1.0
     dropout_hidden: float = -1.0
     tie_output: bool = False  # score with the item embeddings (eq. 12 with W_0 tied)
