@@ -54,6 +54,10 @@ class ModelConfig:
     embed_dim: int = 64  # item embedding size (the paper's k)
     hidden_dim: int = 100  # hidden state size
     dropout: float = 0.1  # on cell inputs and outputs
+    # GRU / aGRU cells: the rate on the item embeddings entering the cell / on the states
+    # leaving it (GRU4Rec's dropout_p_embed / dropout_p_hidden); -1: the rate of `dropout`.
+    dropout_embed: float = -1.0
+    dropout_hidden: float = -1.0
     tie_output: bool = False  # score with the item embeddings (eq. 12 with W_0 tied)
     relevance: bool = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
     n_items: int = _from_data(0)  # catalogue size (ids 1..n_items, 0 = padding)
@@ -86,11 +90,24 @@ class ModelConfig:
         _choice("model.duration_mode", self.duration_mode, DURATION_MODES)
         _positive("model.embed_dim", self.embed_dim)
         _positive("model.hidden_dim", self.hidden_dim)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"config.model.dropout={self.dropout!r} must be in [0, 1)")
+        for name in ("dropout", "dropout_embed", "dropout_hidden"):
+            rate = getattr(self, name)
+            if not (0.0 <= rate < 1.0 or (name != "dropout" and rate == -1.0)):
+                allowed = "[0, 1)" if name == "dropout" else "[0, 1) or -1 (model.dropout)"
+                raise ConfigError(f"config.model.{name}={rate!r} must be in {allowed}")
         _positive("model.scan_unroll", self.scan_unroll)
         _choice("model.duration_delay", self.duration_delay, (0, 1))
         _choice("model.compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
+
+    @property
+    def embed_rate(self) -> float:
+        """Dropout rate on the item embeddings entering the cell."""
+        return self.dropout if self.dropout_embed == -1.0 else self.dropout_embed
+
+    @property
+    def hidden_rate(self) -> float:
+        """Dropout rate on the hidden states leaving the cell."""
+        return self.dropout if self.dropout_hidden == -1.0 else self.dropout_hidden
 
     def _check_attention(self):
         if self.duration_mode != "none":
@@ -124,6 +141,9 @@ class LossConfig:
     bpreg: float = 1.0  # target="bpr_max": weight of its score regulariser sum_j s_j r_j^2
     # sampler="popularity": draws from popularity^alpha (GRU4Rec's sample_alpha; 1: as is)
     sample_alpha: float = 1.0
+    # target="bpr_max": > 0 passes every score (target and negatives) through ELU(alpha)
+    # before the loss, as GRU4Rec's elu_param; 0: raw scores
+    bpr_elu: float = 0.0
 
     def __post_init__(self):
         _choice("loss.target", self.target, ("full", "sampled", "bpr_max"))
@@ -135,25 +155,34 @@ class LossConfig:
         _positive("loss.rating_weight", self.rating_weight, allow_zero=True)
         _positive("loss.bpreg", self.bpreg, allow_zero=True)
         _positive("loss.sample_alpha", self.sample_alpha)  # 0 is sampler="uniform"
+        _positive("loss.bpr_elu", self.bpr_elu, allow_zero=True)
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad", "adagrad_momentum")
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """The ``config.optim`` group (read by ``durgru_jax.train.make_optimizer``)."""
 
-    name: str = "adam"  # "adam" | "adamw" | "sgd" | "adagrad"
+    # "adam" | "adamw" | "sgd" | "adagrad" | "adagrad_momentum" (GRU4Rec's IndexedAdagradM,
+    # `durgru_jax.optim.adagrad_momentum`)
+    name: str = "adam"
     learning_rate: float = 1e-3  # peak learning rate
     schedule: str = "constant"  # "constant" | "cosine" | "linear" decay after warm-up
     warmup_steps: int = 0  # linear warm-up steps
     weight_decay: float = 0.0  # adamw only
+    momentum: float = 0.0  # adagrad_momentum only
     clip_norm: float = 1.0  # global gradient-norm clipping (0: off)
 
     def __post_init__(self):
-        _choice("optim.name", self.name, ("adam", "adamw", "sgd", "adagrad"))
+        _choice("optim.name", self.name, OPTIMIZERS)
         _choice("optim.schedule", self.schedule, ("constant", "cosine", "linear"))
         _positive("optim.learning_rate", self.learning_rate)
         _positive("optim.warmup_steps", self.warmup_steps, allow_zero=True)
         _positive("optim.clip_norm", self.clip_norm, allow_zero=True)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"config.optim.momentum={self.momentum!r} must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +204,15 @@ class TrainConfig:
     # tables along the item axis. 1 x 1 is the plain one-device path.
     data_parallel: int = 1
     model_parallel: int = 1
+    # Truncated BPTT (durgru_jax/bptt.py): > 0 cuts each batch's windows into chunks of this
+    # many steps, one optimizer update per chunk, the state carried from chunk to chunk with
+    # its gradient stopped; 1 is GRU4Rec's session-parallel one-step updates. 0: one update
+    # per batch, BPTT over the whole window.
+    bptt: int = 0
 
     def __post_init__(self):
         _positive("train.batch_size", self.batch_size)
+        _positive("train.bptt", self.bptt, allow_zero=True)
         _positive("train.data_parallel", self.data_parallel, allow_zero=True)
         _positive("train.model_parallel", self.model_parallel)
         _positive("train.epochs", self.epochs)
@@ -236,6 +271,20 @@ class RunConfig:
     optim: OptimConfig
     train: TrainConfig
     eval: EvalConfig
+
+    def __post_init__(self):
+        if self.train.bptt and (self.model.cell != "gru" or self.model.rating_head):
+            raise ConfigError(
+                f"config.train.bptt={self.train.bptt} needs config.model.cell='gru' without a "
+                f"rating head (got cell={self.model.cell!r}, rating_head="
+                f"{self.model.rating_head}): only the GRU state crosses from chunk to chunk"
+            )
+        if self.train.bptt and (self.optim.schedule != "constant" or self.optim.warmup_steps):
+            raise ConfigError(
+                f"config.train.bptt={self.train.bptt} makes several optimizer updates per "
+                "batch: the schedule counts batches, so use config.optim.schedule='constant' "
+                "and config.optim.warmup_steps=0"
+            )
 
 
 # The ConfigDict group each typed config is built from (and whose defaults it holds).

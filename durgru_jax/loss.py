@@ -154,9 +154,13 @@ _softmax_sum.defvjp(_softmax_sum_fwd, _softmax_sum_bwd)
 _GUMBEL_MAX_ELEMENTS = 1 << 26
 
 
-def _draw(key: Array, log_q_N: Array, n: int) -> Array:
-    """``n`` independent draws of an item id from ``q`` (``log_q`` may hold -inf)."""
-    if n * log_q_N.shape[0] <= _GUMBEL_MAX_ELEMENTS:
+def _draw(key: Array, log_q_N: Array, n: int, inverse_cdf: bool | None = None) -> Array:
+    """``n`` independent draws of an item id from ``q`` (``log_q`` may hold -inf): by the
+    Gumbel trick (``n x N`` random numbers) or by inverting the CDF (``N + n log N`` work; same
+    law, another random stream). ``inverse_cdf=None``: the CDF above `_GUMBEL_MAX_ELEMENTS`."""
+    if inverse_cdf is None:
+        inverse_cdf = n * log_q_N.shape[0] > _GUMBEL_MAX_ELEMENTS
+    if not inverse_cdf:
         return jax.random.categorical(key, log_q_N, shape=(n,))
     cdf = jnp.cumsum(jnp.exp(log_q_N - jnp.max(log_q_N)))
     u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
@@ -173,6 +177,7 @@ def sampled_softmax_loss(
     n_sampled: int,
     log_q_N: Array,
     popularity_N: Array,
+    inverse_cdf: bool | None = None,
 ) -> Array:
     """Per-step sampled softmax, ``[B, T]``: the positive against the other rows' targets at
     the same time step (GRU4Rec's mini-batch negatives) and ``n_sampled`` negatives drawn
@@ -182,9 +187,9 @@ def sampled_softmax_loss(
     candidate set, ``log(n_t p_j + S q_j)``, where ``n_t`` is the number of valid rows at step
     t, ``p`` the training target frequency (the law of in-batch targets) and ``q`` the
     sampler. Candidates equal to the row's target (accidental hits) and padding are removed.
-    Cost is ``B x T x (B + S)`` instead of ``B x T x N``.
+    Cost is ``B x T x (B + S)`` instead of ``B x T x N``. ``inverse_cdf``: how `_draw` draws.
     """
-    sampled = _draw(key, log_q_N, n_sampled)
+    sampled = _draw(key, log_q_N, n_sampled, inverse_cdf)
     inb_BxT = jnp.where(valid_BxT, target_BxT, 0)
     n_t = jnp.sum(valid_BxT, axis=0).astype(u_BxTxD.dtype)  # [T]
     s_q = n_sampled * jnp.exp(log_q_N)
@@ -216,6 +221,8 @@ def bpr_max_loss(
     n_sampled: int,
     log_q_N: Array,
     bpreg: float,
+    elu: float = 0.0,
+    inverse_cdf: bool = False,
 ) -> Array:
     """Per-step BPR-max loss, ``[B, T]`` (Hidasi & Karatzoglou 2018, "Recurrent Neural
     Networks with Top-k Gains for Session-based Recommendations", Section 3.2).
@@ -227,10 +234,13 @@ def bpr_max_loss(
     The candidates are those of `sampled_softmax_loss` (the other rows' targets at the same
     step and ``n_sampled`` draws from ``q`` shared by the batch; accidental hits and padding
     removed), but the scores are the raw logits: like the official GRU4Rec, no log-Q
-    correction (the official code applies ``logq`` to cross-entropy only). The official code
-    can also pass the scores through an ELU first (``elu_param``); we do not.
+    correction (the official code applies ``logq`` to cross-entropy only). With ``elu > 0``
+    every score, the target's and the negatives', first passes through
+    ``ELU(r) = r if r > 0 else elu * (exp(r) - 1)``, the loss and its regulariser then use
+    those, as the official ``bpr_max_loss_with_elu`` (``F.elu(O, elu_param)``).
+    ``inverse_cdf``: how `_draw` draws the negatives (default: the Gumbel trick).
     """
-    sampled = jax.random.categorical(key, log_q_N, shape=(n_sampled,))
+    sampled = _draw(key, log_q_N, n_sampled, inverse_cdf)
     inb_BxT = jnp.where(valid_BxT, target_BxT, 0)
     pos_BxT = jnp.sum(u_BxTxD * v_DxN[:, target_BxT].transpose(1, 2, 0), -1) + c_N[target_BxT]
     inb_BxTxB = jnp.einsum("btd,dct->btc", u_BxTxD, v_DxN[:, inb_BxT]) + c_N[inb_BxT].T[None]
@@ -238,6 +248,8 @@ def bpr_max_loss(
     smp_BxTxS = u_BxTxD @ v_DxN[:, sampled] + c_N[sampled]
     smp_ok = jnp.broadcast_to(sampled[None, None, :] != target_BxT[..., None], smp_BxTxS.shape)
     neg = jnp.concatenate([inb_BxTxB, smp_BxTxS], axis=-1)
+    if elu > 0:
+        pos_BxT, neg = jax.nn.elu(pos_BxT, elu), jax.nn.elu(neg, elu)
     ok = jnp.concatenate([inb_ok, smp_ok], axis=-1)
     has_neg = jnp.any(ok, axis=-1)
     # Log space: log sum_j s_j sigmoid(d_j) = lse_j(r_j + log sigmoid(d_j)) - lse_j(r_j).
@@ -286,8 +298,29 @@ def losses(
     Returns the scalar loss and its parts. Every average is over valid steps only (a step is
     valid when it is a real event and has a next item).
     """
+    total, (parts, _) = carried_losses(params, cfg, loss_cfg, batch, key, log_popularity, train)
+    return total, parts
+
+
+def carried_losses(
+    params: Params,
+    cfg: ModelConfig,
+    loss_cfg: LossConfig,
+    batch: Batch,
+    key: Array,
+    log_popularity: Array,
+    train: bool = True,
+    h0_BxH: Array | None = None,
+) -> tuple[Array, tuple[dict[str, Array], Array]]:
+    """`losses` of a batch whose rows start from the state ``h0_BxH`` (zeros if None), and
+    the state after each row's last real step: ``(loss, (parts, h_last_BxH))``, for
+    truncated BPTT (`durgru_jax.bptt`).
+
+    With ``h0_BxH`` the sampled negatives are drawn by inverting the CDF (`_draw`): truncated
+    BPTT draws once per chunk, up to T times per batch, and S x N Gumbel numbers per draw
+    (7.4M for 2,048 draws from ML-1M's items) would cost more than the update itself."""
     k_drop, k_aux, k_samp = jax.random.split(key, 3)
-    hs, _ = encode(params, cfg, batch, k_drop if train else None)
+    hs, h_last = encode(params, cfg, batch, k_drop if train else None, h0_BxH)
     target = batch["targets"]
     valid = batch["mask"] & (target > 0)
     n_valid = jnp.maximum(jnp.sum(valid), 1)
@@ -303,11 +336,30 @@ def losses(
             log_q = jax.nn.log_softmax(loss_cfg.sample_alpha * log_popularity)  # GRU4Rec's
         if loss_cfg.target == "bpr_max":
             per = bpr_max_loss(
-                k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, loss_cfg.bpreg
+                k_samp,
+                u,
+                v,
+                c,
+                target,
+                valid,
+                loss_cfg.n_sampled,
+                log_q,
+                loss_cfg.bpreg,
+                loss_cfg.bpr_elu,
+                inverse_cdf=h0_BxH is not None,
             )
         else:
             per = sampled_softmax_loss(
-                k_samp, u, v, c, target, valid, loss_cfg.n_sampled, log_q, jnp.exp(log_popularity)
+                k_samp,
+                u,
+                v,
+                c,
+                target,
+                valid,
+                loss_cfg.n_sampled,
+                log_q,
+                jnp.exp(log_popularity),
+                inverse_cdf=True if h0_BxH is not None else None,
             )
         per = jnp.where(valid, per, 0.0)
         target_loss = jnp.sum(per) / n_valid
@@ -327,7 +379,7 @@ def losses(
         parts["rating_mse"] = mse
         total = total + loss_cfg.rating_weight * mse
     parts["loss"] = total
-    return total, parts
+    return total, (parts, h_last)
 
 
 def _log_uniform(n_items: int) -> Array:

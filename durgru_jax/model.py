@@ -107,21 +107,29 @@ def init_params(
 
 
 def encode(
-    params: Params, cfg: ModelConfig, batch: Batch, key: Array | None = None
+    params: Params,
+    cfg: ModelConfig,
+    batch: Batch,
+    key: Array | None = None,
+    h0_BxH: Array | None = None,
 ) -> tuple[Array, Array]:
     """Runs the cell over ``batch``; returns ``(hs_BxTxH, h_last_BxH)``: the outputs of every
     step and the output of the last real step (zeros for an empty row).
 
     ``key`` switches dropout on (training): dropout acts on the item embeddings that enter the
-    cell and on the hidden states that leave it. ``hs`` at step t depends only on events
-    ``<= t``. The attention cells (``sasrec``, ``adpr``) run `attention.encode`, same contract.
+    cell (rate ``cfg.embed_rate``) and on the hidden states that leave it (``cfg.hidden_rate``).
+    ``hs`` at step t depends only on events ``<= t``. ``h0_BxH`` is the state before the first
+    step (zeros if None; a reset step still starts from zeros), for truncated BPTT. The
+    attention cells (``sasrec``, ``adpr``) run `attention.encode`, same contract, no ``h0``.
     """
     if cfg.cell in attention.ATTENTION_CELLS:
+        if h0_BxH is not None:
+            raise ValueError(f"encode: model.cell={cfg.cell!r} has no recurrent state h0")
         return attention.encode(params, cfg, batch, key)
     k_in, k_out = (None, None) if key is None else tuple(jax.random.split(key))
     mask, reset = batch["mask"], batch["reset"]
     x_BxTxE = params["item_emb"][batch["items"]] * mask[..., None]
-    x_BxTxE = layers.dropout(x_BxTxE, cfg.dropout, k_in)
+    x_BxTxE = layers.dropout(x_BxTxE, cfg.embed_rate, k_in)
     if cfg.duration_mode == "none":
         alpha_BxT = jnp.ones(mask.shape, x_BxTxE.dtype)
     else:
@@ -135,7 +143,7 @@ def encode(
         )
     p = params["cell"]
     b, h = mask.shape[0], cfg.hidden_dim
-    h0 = jnp.zeros((b, h), x_BxTxE.dtype)
+    h0 = jnp.zeros((b, h), x_BxTxE.dtype) if h0_BxH is None else h0_BxH.astype(x_BxTxE.dtype)
     mode = cfg.duration_mode
     # duration_delay=1: event t's duration is only known once event t+1 happens (a dwell
     # derived from the next click), so the output of step t, which predicts t+1, comes from
@@ -175,7 +183,7 @@ def encode(
     _, hs = cells.run_cell(step, h0, xs, mask, reset, unroll=cfg.scan_unroll)
     # The representation after the last real event (what predicts the next one).
     h_last = layers.last_output(hs, mask)
-    return layers.dropout(hs, cfg.dropout, k_out), h_last
+    return layers.dropout(hs, cfg.hidden_rate, k_out), h_last
 
 
 def score_factors(params: Params, cfg: ModelConfig) -> tuple[Array, Array]:

@@ -24,8 +24,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from durgru_jax import lifecycle, parallel, run_lib
+from durgru_jax import bptt, lifecycle, parallel, run_lib
 from durgru_jax import loss as loss_lib
+from durgru_jax import optim as optim_lib
 from durgru_jax.config import RunConfig
 from durgru_jax.data import dataset as ds
 
@@ -47,6 +48,7 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
         "adamw": lambda: optax.adamw(sched, weight_decay=cfg.weight_decay),
         "sgd": lambda: optax.sgd(sched),
         "adagrad": lambda: optax.adagrad(sched),
+        "adagrad_momentum": lambda: optim_lib.adagrad_momentum(sched, cfg.momentum),
     }[cfg.name]()
     if cfg.clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
@@ -56,20 +58,34 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
 def apply_step(rc: RunConfig, tx: optax.GradientTransformation, state, batch, key, log_popularity):
     """One optimiser step on ``batch`` (the body of `make_train_step` and of the vectorised
     sweep's step): ``(state, loss parts)``, ``state["finite"]`` cleared for good by a
-    NaN/Inf loss."""
+    NaN/Inf loss. With ``train.bptt``, one update per chunk of the windows, the hidden state
+    carried over (GRU4Rec's session-parallel updates, `durgru_jax.bptt`)."""
 
-    def loss_fn(params):
+    def loss_fn(params, b=batch, k=key, h0=None):
         # The bf16 cast sits inside the differentiated function: gradients come out f32.
-        p, b = parallel.cast_for_compute(params, batch, rc.model.compute_dtype)
-        return loss_lib.losses(p, rc.model, rc.loss, b, key, log_popularity)
+        p, b = parallel.cast_for_compute(params, b, rc.model.compute_dtype)
+        return loss_lib.carried_losses(p, rc.model, rc.loss, b, k, log_popularity, h0_BxH=h0)
 
-    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    if rc.train.bptt:
+        params, opt_state, parts = bptt.chunked_updates(
+            loss_fn,
+            tx,
+            state["params"],
+            state["opt_state"],
+            batch,
+            rc.train.bptt,
+            rc.model.hidden_dim,
+            key,
+        )
+    else:
+        (_, (parts, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
     new_state = {
-        "params": optax.apply_updates(state["params"], updates),
+        "params": params,
         "opt_state": opt_state,
         "step": state["step"] + 1,
-        "finite": state["finite"] & jnp.isfinite(loss),
+        "finite": state["finite"] & jnp.isfinite(parts["loss"]),
     }
     return new_state, parts
 

@@ -79,6 +79,8 @@ def unsupported(config: ml_collections.ConfigDict) -> str:
         return "a multi-host run"
     if config.get("task", "") or config.get("bench", False):
         return "not a recommender training run"
+    if train.get("bptt", 0):
+        return "train.bptt (updates per chunk of a window)"
     return ""
 
 

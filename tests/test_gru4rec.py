@@ -5,21 +5,34 @@ not have it, plus the BPR-max loss on hand-computed numbers."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from durgru_jax.config import LossConfig, ModelConfig, from_config
+from durgru_jax import layers
+from durgru_jax.base_config import get_base_config
+from durgru_jax.bptt import chunked_updates
+from durgru_jax.config import ConfigError, LossConfig, ModelConfig, OptimConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
 from durgru_jax.evaluate import _eval_forward
-from durgru_jax.loss import bpr_max_loss, full_softmax_loss, losses, sampled_softmax_loss
+from durgru_jax.loss import (
+    bpr_max_loss,
+    carried_losses,
+    full_softmax_loss,
+    losses,
+    sampled_softmax_loss,
+)
 from durgru_jax.metrics import rank_and_topk
 from durgru_jax.model import encode, init_params, score_factors, user_vector
+from durgru_jax.optim import adagrad_momentum
+from durgru_jax.train import make_optimizer
 
 N_ITEMS, H, E = 12, 5, 6
 T = 6
@@ -163,6 +176,18 @@ def test_config_is_gru4rec():
     assert module.get_config("ml1m").eval.exclude_history is False
     with pytest.raises(ValueError, match="gru4rec variant"):
         module.get_config("ml1m,bpr")
+    # `official`: every switch on, with retailrocket_bprmax_shared_best's values.
+    rc = from_config(module.get_config("ml1m,bpr_max,official"), n_items=10)
+    m, lo, o, t = rc.model, rc.loss, rc.optim, rc.train
+    assert (m.hidden_dim, m.embed_dim, m.embed_rate, m.hidden_rate) == (224, 224, 0.5, 0.05)
+    assert (lo.bpreg, lo.bpr_elu, lo.n_sampled, lo.sample_alpha) == (1.95, 0.5, 2048, 0.4)
+    assert (o.name, o.learning_rate, o.momentum, o.clip_norm) == ("adagrad_momentum", 0.05, 0.4, 0)
+    assert (t.batch_size, t.bptt, t.epochs, m.init_bias_from_popularity) == (80, 1, 10, False)
+    # Without `official` (or with `ours`, the same config), none of them: the switches are off.
+    assert module.get_config("ml1m,bpr_max") == module.get_config("ml1m,bpr_max,ours")
+    rc = from_config(module.get_config("ml1m,bpr_max"), n_items=10)
+    assert (rc.loss.bpr_elu, rc.train.bptt, rc.optim.name) == (0.0, 0, "adam")
+    assert rc.model.embed_rate == rc.model.hidden_rate == rc.model.dropout
 
 
 # --------------------------------------------------------------- bug 3: double softmax
@@ -379,3 +404,213 @@ def test_dropout_changes_the_training_gradient_only():
     flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])  # noqa: E731
     assert not np.allclose(flat(g_drop), flat(g_none), atol=1e-4)
     np.testing.assert_allclose(flat(g_eval), flat(g_none), atol=1e-6)
+
+
+# --------------------------------------------------------------- the official code's training
+# (configs/gru4rec.py:...,official): ELU before BPR-max, two dropout rates, Adagrad with
+# momentum, one-step session-parallel updates.
+
+
+def test_bpr_max_elu_by_hand():
+    """GRU4Rec's ``bpr_max_loss_with_elu``: every score, the target's included, goes through
+    ELU(0.5) first. The scores 2, 1, 0.5, -3 become 2, 1, 0.5, 0.5 (e^-3 - 1) = -0.47510647.
+    Row 0 (target 1; negatives item 2 and the sample, item 4): r_i = 2, r_j = (1, -0.47510647);
+    row 1 (target 2): r_i = 1, r_j = (2, -0.47510647); bpreg 0.5:
+    L0 = 0.69361847, L1 = 3.02071803 (raw scores: 0.87877516, 3.31240398)."""
+
+    def elu(x):
+        return np.where(x > 0, x, 0.5 * (np.exp(x) - 1.0))
+
+    def by_hand(pos, negs):  # the BPR-max of `test_bpr_max_by_hand`'s comment
+        s = np.exp(negs) / np.exp(negs).sum()
+        return -np.log(np.sum(s / (1 + np.exp(negs - pos)))) + 0.5 * np.sum(s * negs**2)
+
+    u, v, c, tgt, ok, log_q = _bpr_inputs([1, 2, 4], [True, True, True])
+    got = bpr_max_loss(jax.random.PRNGKey(0), u, v, c, tgt, ok, 1, log_q, 0.5, elu=0.5)
+    r = elu(np.array([2.0, 1.0, 0.5, -3.0]))
+    want = [
+        by_hand(r[0], r[[1, 3, 3]]),  # negatives: item 2, item 4 (row 2's target), the sample
+        by_hand(r[1], r[[0, 3, 3]]),
+        by_hand(r[3], r[[0, 1]]),  # target item 4: its own score is ELU'd; the sample is a hit
+    ]
+    np.testing.assert_allclose(np.asarray(got)[:, 0], want, rtol=1e-5)
+    u2, v2, c2, tgt2, ok2, _ = _bpr_inputs([1, 2], [True, True])
+    got2 = bpr_max_loss(jax.random.PRNGKey(0), u2, v2, c2, tgt2, ok2, 1, log_q, 0.5, elu=0.5)
+    np.testing.assert_allclose(np.asarray(got2)[:, 0], [0.69361847, 3.02071803], rtol=1e-5)
+    # elu=0 is the raw-score loss.
+    np.testing.assert_allclose(_bpr([1, 2], [True, True]), BPR_WANT, rtol=1e-5)
+
+
+def test_bpr_elu_switch_reaches_the_loss():
+    batch, key, log_pop = _batch3(), jax.random.PRNGKey(3), jnp.zeros(N_ITEMS + 1)
+    key_samp = jax.random.split(key, 3)[2]
+    hs, _ = _encode(PARAMS, _cfg(), batch)
+    v, c = score_factors(PARAMS, _cfg())
+    valid = batch["mask"] & (batch["targets"] > 0)
+    log_q = jnp.log(jnp.full(N_ITEMS + 1, 1.0 / N_ITEMS)).at[0].set(-jnp.inf)
+    for elu in (0.0, 0.5):
+        lcfg = LossConfig(target="bpr_max", n_sampled=5, aux_weight=0.0, bpr_elu=elu)
+        (total, _), _ = _vg_losses(PARAMS, _cfg(), lcfg, batch, key, log_pop, True)
+        u = user_vector(PARAMS, _cfg(), hs)
+        per = bpr_max_loss(key_samp, u, v, c, batch["targets"], valid, 5, log_q, 1.0, elu=elu)
+        np.testing.assert_allclose(total, np.asarray(per)[valid].mean(), rtol=1e-5)
+    with pytest.raises(ConfigError, match="loss.bpr_elu"):
+        LossConfig(bpr_elu=-0.5)
+
+
+def test_separate_dropout_rates_act_on_embeddings_and_hidden_states(monkeypatch):
+    """``model.dropout_embed`` on the item embeddings entering the cell (width E = 6),
+    ``model.dropout_hidden`` on the states leaving it (width H = 5); -1: ``model.dropout``."""
+    rng = np.random.default_rng(0)
+    batch = _batch([list(rng.integers(1, N_ITEMS + 1, 40)) for _ in range(64)], [(0,)] * 64, 40)
+    key = jax.random.PRNGKey(7)
+    seen = []
+    real = layers.dropout
+
+    def spy(x, rate, k):
+        out = real(x, rate, k)
+        live = np.asarray(x) != 0
+        seen.append((x.shape[-1], rate, float(np.mean(np.asarray(out)[live] == 0))))
+        return out
+
+    monkeypatch.setattr(layers, "dropout", spy)
+    cfg = dataclasses.replace(_cfg(0.2), dropout_embed=0.5, dropout_hidden=0.05)
+    encode(PARAMS, cfg, batch, key)
+    assert [(w, r) for w, r, _ in seen] == [(E, 0.5), (H, 0.05)]
+    assert abs(seen[0][2] - 0.5) < 0.02 and abs(seen[1][2] - 0.05) < 0.01  # the masks' rates
+    monkeypatch.setattr(layers, "dropout", real)
+    # -1 (the default) takes model.dropout: the same masks as before the switch existed.
+    both = dataclasses.replace(_cfg(0.3), dropout_embed=0.3, dropout_hidden=0.3)
+    default = encode(PARAMS, _cfg(0.3), batch, key)[0]
+    np.testing.assert_array_equal(default, encode(PARAMS, both, batch, key)[0])
+    # Hidden dropout only: exactly the evaluation states under the output mask of the key.
+    hidden = dataclasses.replace(_cfg(0.5), dropout_embed=0.0, dropout_hidden=0.3)
+    hs_eval, _ = encode(PARAMS, _cfg(), batch)
+    want = real(hs_eval, 0.3, jax.random.split(key)[1])
+    np.testing.assert_array_equal(encode(PARAMS, hidden, batch, key)[0], want)
+    for bad in (1.0, -0.5):
+        with pytest.raises(ConfigError, match="model.dropout_hidden"):
+            dataclasses.replace(_cfg(), dropout_hidden=bad)
+
+
+def test_adagrad_momentum_three_steps_by_hand():
+    """The official ``IndexedAdagradM``: acc += g^2; v = m v - lr g / sqrt(acc + 1e-6);
+    p += v. Dense leaves move by their momentum even with a zero gradient; the rows of the
+    item tables (``item_emb``, ``out/b``) with no gradient keep their momentum and stay."""
+    lr, m, eps = 0.05, 0.4, 1e-6
+    p0 = {
+        "item_emb": np.array([[0.1, -0.2], [0.3, 0.0], [-0.5, 0.4]], np.float32),
+        "cell": {"w": np.array([1.0, -1.0], np.float32)},
+        "out": {"b": np.array([0.0, 0.2, -0.1], np.float32)},
+    }
+    grads = [
+        {"item_emb": [[0.5, -1.0], [0.0, 0.0], [2.0, 0.1]], "w": [0.3, -0.2], "b": [1.0, 0.0, 0.5]},
+        {"item_emb": [[0.2, 0.1], [1.0, -1.0], [0.0, 0.0]], "w": [0.0, 0.0], "b": [0.0, -2.0, 0.5]},
+        {"item_emb": [[-0.3, 0.0], [0.0, 0.0], [1.0, 1.0]], "w": [-0.1, 0.4], "b": [0.1, 0.0, 0.0]},
+    ]
+    tx = make_optimizer(
+        OptimConfig(name="adagrad_momentum", learning_rate=lr, momentum=m, clip_norm=0.0), 3
+    )
+    params = jax.tree.map(jnp.asarray, p0)
+    state = tx.init(params)
+    start = {"item_emb": p0["item_emb"], "w": p0["cell"]["w"], "b": p0["out"]["b"]}
+    want = {k: np.array(v, np.float64) for k, v in start.items()}
+    acc = {k: np.zeros_like(v) for k, v in want.items()}
+    mom = {k: np.zeros_like(v) for k, v in want.items()}
+    for g in grads:
+        g = {k: np.array(v, np.float64) for k, v in g.items()}
+        for k in want:
+            acc[k] += g[k] ** 2
+            new = m * mom[k] - lr * g[k] / np.sqrt(acc[k] + eps)
+            if k != "w":  # an item table: rows without gradient keep v and stay put
+                rows = np.any(g[k] != 0, axis=-1) if g[k].ndim > 1 else g[k] != 0
+                rows = rows.reshape(-1, *([1] * (g[k].ndim - 1)))
+                want[k] += np.where(rows, new, 0.0)
+                mom[k] = np.where(rows, new, mom[k])
+            else:
+                want[k] += new
+                mom[k] = new
+        jg = {"item_emb": g["item_emb"], "cell": {"w": g["w"]}, "out": {"b": g["b"]}}
+        updates, state = tx.update(jax.tree.map(jnp.float32, jg), state)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(params["item_emb"], want["item_emb"], rtol=1e-5)
+    np.testing.assert_allclose(params["cell"]["w"], want["w"], rtol=1e-5)
+    np.testing.assert_allclose(params["out"]["b"], want["b"], rtol=1e-5)
+    # The row-wise update of the item tables matters here: all-dense Adagrad-M differs.
+    dense = adagrad_momentum(lr, m, item_tables={})
+    params_d = jax.tree.map(jnp.asarray, p0)
+    state_d = dense.init(params_d)
+    for g in grads:
+        g = {k: np.array(v, np.float32) for k, v in g.items()}
+        jg = {"item_emb": g["item_emb"], "cell": {"w": g["w"]}, "out": {"b": g["b"]}}
+        updates, state_d = dense.update(jax.tree.map(jnp.float32, jg), state_d)
+        params_d = optax.apply_updates(params_d, updates)
+    assert not np.allclose(params_d["item_emb"], want["item_emb"], atol=1e-3)
+    np.testing.assert_allclose(params_d["cell"]["w"], want["w"], rtol=1e-5)
+
+
+def _carried(lcfg):
+    def loss_fn(params, chunk, key, h0):
+        return carried_losses(params, _cfg(), lcfg, chunk, key, jnp.zeros(N_ITEMS + 1), True, h0)
+
+    return loss_fn
+
+
+def test_one_step_updates_carry_the_state_across_steps():
+    """``train.bptt=1`` with a zero learning rate: the loss of the T one-step updates is the
+    windowed loss, i.e. each step starts from the state the window's BPTT reaches there
+    (resets included); started from zeros instead, every step would give another loss."""
+    batch = jax.tree.map(jnp.asarray, _batch3())
+    lcfg = LossConfig(target="full", aux_weight=0.0)
+    key, tx = jax.random.PRNGKey(4), optax.sgd(0.0)
+    loss_fn = _carried(lcfg)
+    _, _, parts = chunked_updates(loss_fn, tx, PARAMS, tx.init(PARAMS), batch, 1, H, key)
+    (want, _), _ = _vg_losses(PARAMS, _cfg(), lcfg, batch, key, jnp.zeros(N_ITEMS + 1), True)
+    np.testing.assert_allclose(parts["loss"], want, rtol=1e-5)
+    valid = np.asarray(batch["mask"] & (batch["targets"] > 0))
+    cold = [
+        float(loss_fn(PARAMS, {k: v[:, t : t + 1] for k, v in batch.items()}, key, None)[0])
+        * valid[:, t].sum()
+        for t in range(T)
+    ]
+    assert abs(sum(cold) / valid.sum() - float(want)) > 1e-3
+
+
+def test_truncated_bptt_updates_by_hand():
+    """``train.bptt=4`` over T = 6 steps: two SGD updates, on steps 0-3 from zero states and
+    on steps 4-5 from the states reached (no gradient through them), chunk i drawing its
+    negatives with ``fold_in(key, i)``; the padding of the last chunk adds nothing."""
+    batch = jax.tree.map(jnp.asarray, _batch3())
+    lcfg = LossConfig(target="sampled", n_sampled=4, sampler="uniform", aux_weight=0.0)
+    key, lr = jax.random.PRNGKey(5), 0.5
+    loss_fn = _carried(lcfg)
+    tx = optax.sgd(lr)
+    got, _, parts = chunked_updates(loss_fn, tx, PARAMS, tx.init(PARAMS), batch, 4, H, key)
+    params, h, total, n = PARAMS, jnp.zeros((3, H)), 0.0, 0
+    for i, (lo, hi) in enumerate(((0, 4), (4, 6))):
+        chunk = {k: v[:, lo:hi] for k, v in batch.items()}
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (_, h)), g = grad_fn(params, chunk, jax.random.fold_in(key, i), h)
+        params = jax.tree.map(lambda p, d: p - lr * d, params, g)
+        n_i = int(jnp.sum(chunk["mask"] & (chunk["targets"] > 0)))
+        total, n = total + float(loss) * n_i, n + n_i
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(parts["loss"], total / n, rtol=1e-5)
+    # The second update saw the first one's parameters: one update on the whole window differs.
+    (_, _), g_all = jax.value_and_grad(loss_fn, has_aux=True)(PARAMS, batch, key, None)
+    once = jax.tree.map(lambda p, d: p - lr * d, PARAMS, g_all)
+    flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])  # noqa: E731
+    assert not np.allclose(flat(once), flat(got), atol=1e-4)
+
+
+def test_bptt_needs_a_plain_gru_and_a_constant_learning_rate():
+    c = get_base_config()
+    c.train.bptt = 1
+    with pytest.raises(ConfigError, match="train.bptt=1 needs config.model.cell='gru'"):
+        from_config(c, n_items=10)  # the default cell is the aGRU
+    c.model.cell, c.model.duration_mode = "gru", "none"
+    assert from_config(c, n_items=10).train.bptt == 1
+    c.optim.schedule = "cosine"
+    with pytest.raises(ConfigError, match="optim.schedule='constant'"):
+        from_config(c, n_items=10)
