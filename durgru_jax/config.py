@@ -78,6 +78,9 @@ class ModelConfig:
     # "bfloat16": the train step computes in bf16 from f32 master weights (logsumexp and
     # losses stay f32, gradients are f32); meant for GPUs/TPUs, slow on CPU. Evaluation is f32.
     compute_dtype: str = "float32"
+    # RepeatNet-style output (durgru_jax/repeat.py): a learned mixture of re-consuming an item
+    # of the input window and exploring the catalogue (needs loss.target="full")
+    repeat_head: bool = False
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS + ATTENTION_CELLS)
@@ -236,6 +239,13 @@ class RunConfig:
     optim: OptimConfig
     train: TrainConfig
     eval: EvalConfig
+
+    def __post_init__(self):
+        if self.model.repeat_head and self.loss.target != "full":
+            raise ConfigError(
+                "config.model.repeat_head=True needs config.loss.target='full' (its mixture "
+                f"likelihood uses the full softmax's log-normaliser); got {self.loss.target!r}"
+            )
 
 
 # The ConfigDict group each typed config is built from (and whose defaults it holds).

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from durgru_jax import attention, cells, layers
+from durgru_jax import attention, cells, layers, repeat
 from durgru_jax.config import ModelConfig
 from durgru_jax.duration import duration_factor
 from durgru_jax.layers import last_step as last_step  # `model.last_step`, for evaluation
@@ -42,7 +42,8 @@ class DurGRU(nnx.Module):
     ``item_emb``: p_i of eq. (6) / x_t of eq. (10), ``[N, E]``; ``cell``: the GRU or aGRU
     matrices; ``out``: W_0 of eq. (12) (``w [H, N]`` and ``b [N]``, or with tied output a
     projection ``[H, E]`` onto the item embeddings); ``aux``: the auxiliary network of
-    eq. (13), ``[H, E]``; ``rating``: the optional rating head.
+    eq. (13), ``[H, E]``; ``rating``: the optional rating head; ``repeat``: the optional
+    repeat-aware output (`durgru_jax.repeat`).
     """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -79,6 +80,8 @@ class DurGRU(nnx.Module):
                     "w_user": jnp.ones(()),
                 }
             )
+        if cfg.repeat_head:  # its own key: the parameters above stay those of the plain model
+            self.repeat = _Group(repeat.init_params(rngs.params(), h, e))
 
 
 def init_params(
