@@ -201,10 +201,8 @@ def topk(
     return r.top, r.top_score
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _eval_forward(params, cfg: ModelConfig, batch):
-    """``(u_B, rating_B, sparse)``: ``sparse`` the repeat head's ``(offset, items, scores)``
-    of `Factors`, or ``None`` without it."""
+def _user_side(params, cfg: ModelConfig, batch):
+    """``(u_BxD, rating_B, h_last_BxH)`` after each row's last input."""
     _, h_last = model_lib.encode(params, cfg, batch)
     u = model_lib.user_vector(params, cfg, h_last)
     if cfg.rating_head:
@@ -214,14 +212,25 @@ def _eval_forward(params, cfg: ModelConfig, batch):
         rating = model_lib.predict_rating(params, h_last, batch["target"], offset)
     else:
         rating = jnp.zeros(h_last.shape[0])
-    if not cfg.repeat_head:
-        return u, rating, None
-    # log p(i) of the mixture: the logits' log-normaliser first, then the window's scores.
+    return u, rating, h_last
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _eval_forward(params, cfg: ModelConfig, batch):
+    u, rating, _ = _user_side(params, cfg, batch)
+    return u, rating
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _repeat_forward(params, cfg: ModelConfig, batch):
+    """`_eval_forward` and the repeat head's ``(offset, items, scores)`` of `Factors`: the
+    logits' log-normaliser first, then the window's ``log p(i)``."""
+    u, rating, h_last = _user_side(params, cfg, batch)
     v, c = model_lib.score_factors(params, cfg)
     log_z = loss_lib.log_partition(u, v, c)
     items = batch["items"]
     l_window = jnp.einsum("bd,dbt->bt", u, v[:, items]) + c[items]
-    return u, rating, repeat.eval_scores(params, batch, h_last, l_window, log_z)
+    return u, rating, *repeat.eval_scores(params, batch, h_last, l_window, log_z)
 
 
 def model_scorer(params, rc: RunConfig) -> Scorer:
@@ -236,9 +245,11 @@ def model_scorer(params, rc: RunConfig) -> Scorer:
     params = parallel.local_params(params, rc.model.n_items + 1)  # params of a mesh: gathered
     v, c = model_lib.score_factors(params, rc.model)
 
+    forward = _repeat_forward if rc.model.repeat_head else _eval_forward
+
     def factors(rows, batch):
-        u, rating, sparse = _eval_forward(params, rc.model, batch)
-        return (u, v, c, rating) + (sparse or ())
+        u, rating, *sparse = forward(params, rc.model, batch)
+        return u, v, c, rating, *sparse
 
     return Scorer(
         factors,

@@ -89,16 +89,23 @@ def init_params(
     seed: int,
     log_popularity: np.ndarray | None = None,
     rating_mean: float | None = None,
+    repeat_rate: float | None = None,
 ) -> Params:
     """A pure parameter pytree (nested dict of arrays) for `cfg`.
 
     With ``log_popularity`` (training item frequencies) the output bias starts at the centred
     log popularity, so the model starts from the most-popular ranking instead of spending its
     first thousand Adam steps learning it through a bias that moves ~lr per step. For the same
-    reason the rating head's ``mu`` starts at ``rating_mean`` (the training ratings' mean).
+    reason the rating head's ``mu`` starts at ``rating_mean`` (the training ratings' mean) and
+    the repeat head's mode weight at ``repeat_rate`` (`repeat.window_repeat_rate`, clipped to
+    [0.001, 0.999]): at ``w = 0.5`` window items would outrank the catalogue on data where
+    nothing repeats.
     """
     model = DurGRU(cfg, rngs=nnx.Rngs(params=seed))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    if repeat_rate is not None and "repeat" in params:
+        rate = float(np.clip(repeat_rate, 1e-3, 1 - 1e-3))
+        params["repeat"]["b"] = jnp.asarray(np.log(rate / (1 - rate)), jnp.float32)
     if rating_mean is not None and "rating" in params:
         params["rating"]["mu"] = jnp.asarray(rating_mean, params["rating"]["mu"].dtype)
     if log_popularity is not None:

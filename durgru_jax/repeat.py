@@ -17,6 +17,7 @@ same for every encoder, and at evaluation only the last step's query is needed, 
 attends to a later step, to another sequence packed into the same row, or to padding, so
 ``p`` at t depends only on events ``<= t`` of its own sequence.
 
+`window_repeat_rate` gives the mode weight's starting value (the training share of repeats);
 `train_terms` gives the two log-terms of the training likelihood (`loss.mixture_softmax_loss_sum`
 adds the explore part's ``l_target - logZ``); `eval_scores` gives the evaluator's sparse
 scores of the window items (`evaluate.Factors`). Shape legend: B rows, T time steps, Q query
@@ -25,10 +26,12 @@ steps, C candidate items per query, H hidden size, E item-embedding size.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from durgru_jax import attention, layers
 
@@ -37,14 +40,34 @@ Params = dict[str, Any]
 
 
 def init_params(key: Array, hidden_dim: int, embed_dim: int) -> Params:
-    """``a [H]``, ``b []``: the mode weight (zeros: ``w = 0.5`` at the start); ``w [H, E]``:
-    the repeat attention's query map ``W_r``."""
+    """``a [H]``, ``b []``: the mode weight (zeros: ``w = 0.5`` at the start, unless
+    `model.init_params` sets ``b`` from the training repeat rate); ``w [H, E]``: the repeat
+    attention's query map ``W_r``."""
     glorot = jax.nn.initializers.glorot_uniform()
     return {
         "a": jnp.zeros((hidden_dim,)),
         "b": jnp.zeros(()),
         "w": glorot(key, (hidden_dim, embed_dim)),
     }
+
+
+def window_repeat_rate(windows: Mapping[str, np.ndarray], rows_per_chunk: int = 512) -> float:
+    """The share of training steps (a real input with a next item) whose target is among the
+    inputs ``s <= t`` of the step's segment: the repeat candidates could have produced it.
+    `model.init_params` starts the mode weight ``w`` at this rate."""
+    items, mask, tgt = windows["items"], windows["mask"], windows["targets"]
+    seg = np.cumsum(windows["reset"], axis=1)
+    t = items.shape[1]
+    causal_TxT = np.tril(np.ones((t, t), bool))
+    hits = total = 0
+    for lo in range(0, len(items), rows_per_chunk):
+        r = slice(lo, lo + rows_per_chunk)
+        cand = (seg[r, :, None] == seg[r, None, :]) & causal_TxT & mask[r, None, :]
+        repeat_ = np.any(cand & (items[r, None, :] == tgt[r, :, None]), axis=2)
+        valid = mask[r] & (tgt[r] > 0)
+        hits += int(np.sum(repeat_ & valid))
+        total += int(np.sum(valid))
+    return hits / max(total, 1)
 
 
 def masked_logsumexp(x: Array, m: Array) -> Array:

@@ -30,7 +30,7 @@ from absl import logging
 
 from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
-from durgru_jax import parallel
+from durgru_jax import parallel, repeat
 from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
@@ -158,6 +158,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         rc.seed,
         p.log_popularity if rc.model.init_bias_from_popularity else None,
         ds.train_rating_mean(p),
+        repeat.window_repeat_rate(windows) if rc.model.repeat_head else None,
     )
     if mesh is not None:
         params = parallel.pad_item_tables(params, parallel.padded_rows(p.n_items + 1, mesh))

@@ -46,7 +46,7 @@ from absl import logging
 from durgru_jax import evaluate as evaluate_lib
 from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
-from durgru_jax import parallel, run_lib
+from durgru_jax import parallel, repeat, run_lib
 from durgru_jax import train as train_lib
 from durgru_jax.config import OptimConfig, RunConfig, from_config
 from durgru_jax.data import dataset as ds
@@ -294,6 +294,7 @@ def _init_state(r: _Run, tx: optax.GradientTransformation):
         rc.seed,
         p.log_popularity if rc.model.init_bias_from_popularity else None,
         ds.train_rating_mean(p),
+        repeat.window_repeat_rate(r.windows) if rc.model.repeat_head else None,
     )
     state = {
         "params": params,

@@ -221,6 +221,17 @@ def test_repeat_head_needs_the_full_softmax():
         )
 
 
+def test_window_repeat_rate_by_hand_and_the_initial_mode_weight():
+    # row 0: steps 1, 2, 3, 5, 6 of 7 repeat; row 1: steps 0, 3, 4 of 0, 1, 3, 4, 5 (its step
+    # 5 target, item 1, is only in the other sequence); row 2: step 2 of 3 (9 is padding)
+    rate = repeat.window_repeat_rate(_batch(), rows_per_chunk=2)
+    assert rate == pytest.approx(9 / 15)
+    params = init_params(CFG, 0, repeat_rate=rate)
+    assert float(jax.nn.sigmoid(params["repeat"]["b"])) == pytest.approx(0.6, rel=1e-6)
+    plain = init_params(dataclasses.replace(CFG, repeat_head=False), 0)
+    jax.tree.map(np.testing.assert_array_equal, _plain(params), plain)
+
+
 # ------------------------------------------------------------------------ the evaluator
 
 
