@@ -82,6 +82,9 @@ class ModelConfig:
     # "bfloat16": the train step computes in bf16 from f32 master weights (logsumexp and
     # losses stay f32, gradients are f32); meant for GPUs/TPUs, slow on CPU. Evaluation is f32.
     compute_dtype: str = "float32"
+    # RepeatNet-style output (durgru_jax/repeat.py): a learned mixture of re-consuming an item
+    # of the input window and exploring the catalogue (needs loss.target="full")
+    repeat_head: bool = False
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS + ATTENTION_CELLS)
@@ -273,17 +276,24 @@ class RunConfig:
     eval: EvalConfig
 
     def __post_init__(self):
-        if self.train.bptt and (self.model.cell != "gru" or self.model.rating_head):
+        m = self.model
+        if self.train.bptt and (m.cell != "gru" or m.rating_head or m.repeat_head):
             raise ConfigError(
                 f"config.train.bptt={self.train.bptt} needs config.model.cell='gru' without a "
-                f"rating head (got cell={self.model.cell!r}, rating_head="
-                f"{self.model.rating_head}): only the GRU state crosses from chunk to chunk"
+                f"rating head or repeat head (got cell={m.cell!r}, rating_head="
+                f"{m.rating_head}, repeat_head={m.repeat_head}): only the GRU state crosses "
+                "from chunk to chunk"
             )
         if self.train.bptt and (self.optim.schedule != "constant" or self.optim.warmup_steps):
             raise ConfigError(
                 f"config.train.bptt={self.train.bptt} makes several optimizer updates per "
                 "batch: the schedule counts batches, so use config.optim.schedule='constant' "
                 "and config.optim.warmup_steps=0"
+            )
+        if self.model.repeat_head and self.loss.target != "full":
+            raise ConfigError(
+                "config.model.repeat_head=True needs config.loss.target='full' (its mixture "
+                f"likelihood uses the full softmax's log-normaliser); got {self.loss.target!r}"
             )
 
 

@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
-from durgru_jax import parallel
+from durgru_jax import parallel, repeat
 from durgru_jax.config import EvalConfig, ModelConfig, RunConfig
 from durgru_jax.data import dataset as ds
 from durgru_jax.metrics import (
@@ -35,20 +36,27 @@ from durgru_jax.metrics import (
 
 class Factors(NamedTuple):
     """One batch as the ranker sees it: scores ``u_BxD . v_DxN + c_N`` of ids ``0..n_items``
-    (one row per row of the padded batch), and optionally a predicted rating of each row's
-    target."""
+    (one row per row of the padded batch), optionally a predicted rating of each row's
+    target, and optionally a sparse part (all three or none; `metrics.rank_and_topk`): a
+    per-row ``offset_B`` added to every score, except those of the items ``items_BxL`` (0:
+    none), which score ``scores_BxL`` instead (the repeat-aware output of
+    `durgru_jax.repeat`)."""
 
     u: jax.Array
     v: jax.Array
     c: jax.Array
     rating: jax.Array | None = None
+    offset: jax.Array | None = None
+    items: jax.Array | None = None
+    scores: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Scorer:
     """A model for the evaluation loop.
 
-    ``factors(rows, batch) -> (u_BxD, v_DxN, c_N[, rating_B])``: ``rows`` are the positions in
+    ``factors(rows, batch) -> (u_BxD, v_DxN, c_N[, rating_B, ...])`` (the fields of
+    `Factors`): ``rows`` are the positions in
     the examples of the batch's real rows (the first ``len(rows)``), ``batch`` the padded
     input arrays of `dataset.iterate_eval_batches_by_length` (``len(batch["target"])`` rows).
     """
@@ -115,6 +123,9 @@ def rank_examples(
                 item_chunk=min(item_chunk, n_items + 1),
                 exclude_history=exclude_history,
                 with_scores=with_scores,
+                offset_B=f.offset,
+                items_BxL=f.items,
+                scores_BxL=f.scores,
             )
         outs.append((*ranked, f.rating) if with_scores else (*ranked, None, f.rating))
         order.append(idx)
@@ -190,8 +201,8 @@ def topk(
     return r.top, r.top_score
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _eval_forward(params, cfg: ModelConfig, batch):
+def _user_side(params, cfg: ModelConfig, batch):
+    """``(u_BxD, rating_B, h_last_BxH)`` after each row's last input."""
     _, h_last = model_lib.encode(params, cfg, batch)
     u = model_lib.user_vector(params, cfg, h_last)
     if cfg.rating_head:
@@ -201,18 +212,44 @@ def _eval_forward(params, cfg: ModelConfig, batch):
         rating = model_lib.predict_rating(params, h_last, batch["target"], offset)
     else:
         rating = jnp.zeros(h_last.shape[0])
+    return u, rating, h_last
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _eval_forward(params, cfg: ModelConfig, batch):
+    u, rating, _ = _user_side(params, cfg, batch)
     return u, rating
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _repeat_forward(params, cfg: ModelConfig, batch):
+    """`_eval_forward` and the repeat head's ``(offset, items, scores)`` of `Factors`: the
+    logits' log-normaliser first, then the window's ``log p(i)``."""
+    u, rating, h_last = _user_side(params, cfg, batch)
+    v, c = model_lib.score_factors(params, cfg)
+    log_z = loss_lib.log_partition(u, v, c)
+    items = batch["items"]
+    l_window = jnp.einsum("bd,dbt->bt", u, v[:, items]) + c[items]
+    return u, rating, *repeat.eval_scores(params, batch, h_last, l_window, log_z)
 
 
 def model_scorer(params, rc: RunConfig) -> Scorer:
     """The recurrent or attention model of ``params``: ``u`` its user vector after the last
-    input, ``v, c`` the item factors of eq. (12) (`model.score_factors`)."""
+    input, ``v, c`` the item factors of eq. (12) (`model.score_factors`); with
+    ``model.repeat_head``, the scores are the mixture's ``log p(i)`` (`repeat.eval_scores`).
+
+    With ``eval.exclude_history`` the repeat head cannot change a ranking: the window's items
+    are in the excluded history, and the other items' ``log p(i)`` is their logit plus a
+    per-row constant. It matters where seen items stay rankable (``exclude_history=false``).
+    """
     params = parallel.local_params(params, rc.model.n_items + 1)  # params of a mesh: gathered
     v, c = model_lib.score_factors(params, rc.model)
 
+    forward = _repeat_forward if rc.model.repeat_head else _eval_forward
+
     def factors(rows, batch):
-        u, rating = _eval_forward(params, rc.model, batch)
-        return u, v, c, rating
+        u, rating, *sparse = forward(params, rc.model, batch)
+        return u, v, c, rating, *sparse
 
     return Scorer(
         factors,

@@ -29,7 +29,7 @@ import optax
 from absl import logging
 
 from durgru_jax import model as model_lib
-from durgru_jax import parallel, run_lib
+from durgru_jax import parallel, repeat, run_lib
 from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
@@ -122,6 +122,7 @@ def init_params(run: Run):
         rc.seed,
         p.log_popularity if rc.model.init_bias_from_popularity else None,
         ds.train_rating_mean(p),
+        repeat.window_repeat_rate(run.windows) if rc.model.repeat_head else None,
     )
 
 

@@ -7,9 +7,10 @@ network ``W_a``: ``-log sigma(<h_t W_a, e[t+1]>) - log(1 - sigma(<h_t W_a, e~[t+
 averaged over the valid steps.
 ``L_target`` is the next-item loss over the scores of eq. (12): the full softmax
 cross-entropy over the catalogue (`full_softmax_loss`, fused with its gradient in
-`full_softmax_loss_sum`), a sampled softmax with log-Q correction (`sampled_softmax_loss`) or
-GRU4Rec's BPR-max (`bpr_max_loss`); the sampled ones draw negatives uniformly or from the
-item popularity raised to ``sample_alpha`` (`_draw`).
+`full_softmax_loss_sum`; with ``model.repeat_head`` the NLL of the repeat-aware mixture,
+`mixture_softmax_loss_sum` and `durgru_jax.repeat`), a sampled softmax with log-Q correction
+(`sampled_softmax_loss`) or GRU4Rec's BPR-max (`bpr_max_loss`); the sampled ones draw
+negatives uniformly or from the item popularity raised to ``sample_alpha`` (`_draw`).
 
 Shape legend: B rows, T time steps, H hidden size, E item-embedding size, N catalogue size
 plus one (item id 0 is padding and is never a candidate), S sampled negatives, K negatives
@@ -22,7 +23,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from durgru_jax.config import LossConfig, ModelConfig
+from durgru_jax import repeat
+from durgru_jax.config import ConfigError, LossConfig, ModelConfig
 from durgru_jax.model import (
     Batch,
     Params,
@@ -85,44 +87,118 @@ def full_softmax_loss_sum(
     return _softmax_sum(u_MxD, v_DxN, c_N, target_M, w_M)
 
 
-def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool):
+def mixture_softmax_loss_sum(
+    u_MxD: Array,
+    v_DxN: Array,
+    c_N: Array,
+    target_M: Array,
+    w_M: Array,
+    log_explore_M: Array,
+    log_repeat_M: Array,
+) -> Array:
+    """``sum_m w_m NLL_m`` of the repeat-aware mixture (`durgru_jax.repeat`):
+    ``NLL = -logaddexp(log_explore - CE, log_repeat)``, ``CE`` the full-softmax cross-entropy
+    of `full_softmax_loss` (``l_target - logZ = -CE``), ``log_explore = log(1 - w)``,
+    ``log_repeat = log w + log p_rep(target)``.
+
+    The same single chunked pass as `full_softmax_loss_sum`: a row's gradient on the logits is
+    the plain one scaled by the explore part's posterior ``r = (1 - w) p_exp(target) / p``,
+    and ``log_explore`` and ``log_repeat`` get ``-w_m r`` and ``-w_m (1 - r)``.
+    """
+    return _mixture_sum(u_MxD, v_DxN, c_N, target_M, w_M, log_explore_M, log_repeat_M)
+
+
+def log_partition(u_MxD: Array, v_DxN: Array, c_N: Array) -> Array:
+    """``logZ [M]``: the log-sum-exp of the scores ``u . v + c`` of eq. (12) over items
+    ``1..N-1`` (the normaliser of the full softmax), in the row chunks of
+    `full_softmax_loss_sum` (no ``M x N`` array)."""
     m, d = u_MxD.shape
-    n = v_DxN.shape[1]
+    rows, k, pad = _row_chunks(m, v_DxN.shape[1])
+    u = jnp.pad(u_MxD, ((0, pad), (0, 0))).reshape(k, rows, d)
+    c_N = c_N.at[0].set(-jnp.inf)
+
+    def body(carry, u_c):
+        return carry, _chunk_logits(u_c, v_DxN, c_N)[3]
+
+    _, lse = jax.lax.scan(body, None, u)
+    return lse.reshape(k * rows)[:m]
+
+
+def _row_chunks(m: int, n: int) -> tuple[int, int, int]:
+    """``(rows, k, pad)``: ``k`` chunks of ``rows`` rows (``pad`` added) of an ``m x n``
+    logits array, about `_SOFTMAX_CHUNK_ELEMENTS` each."""
     rows = min(max(8, _SOFTMAX_CHUNK_ELEMENTS // n // 8 * 8), -(-m // 8) * 8)
     k = -(-m // rows)
-    pad = k * rows - m
+    return rows, k, k * rows - m
+
+
+def _chunk_logits(u_c: Array, v_DxN: Array, c_N: Array):
+    """A chunk's ``(logits, e, s, lse)``: ``e = exp(logits - max)``, ``s = sum(e)``."""
+    logits = u_c @ v_DxN + c_N
+    # One exp per logit, reused by the gradient (logsumexp + softmax would take two).
+    mx = jnp.max(logits, axis=1, keepdims=True)
+    e = jnp.exp(logits - mx)
+    s = jnp.sum(e, axis=1)
+    return logits, e, s, mx[:, 0] + jnp.log(s)
+
+
+def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool, mix=()):
+    """The chunked pass of `full_softmax_loss_sum` (``mix = ()``) and of
+    `mixture_softmax_loss_sum` (``mix = (log_explore_M, log_repeat_M)``)."""
+    m, d = u_MxD.shape
+    n = v_DxN.shape[1]
+    rows, k, pad = _row_chunks(m, n)
     u = jnp.pad(u_MxD, ((0, pad), (0, 0))).reshape(k, rows, d)
     tgt = jnp.pad(target_M, (0, pad)).reshape(k, rows)
     w = jnp.pad(w_M, (0, pad)).reshape(k, rows)
+    mix = tuple(jnp.pad(x, (0, pad)).reshape(k, rows) for x in mix)
     v_NxD = v_DxN.T
     c_N = c_N.at[0].set(-jnp.inf)  # id 0 (padding) is never a candidate
     row = jnp.arange(rows)
 
     def body(carry, xs):
-        u_c, t_c, w_c = xs
-        logits = u_c @ v_DxN + c_N
-        # One exp per logit, reused by the gradient (logsumexp + softmax would take two).
-        mx = jnp.max(logits, axis=1, keepdims=True)
-        e = jnp.exp(logits - mx)
-        s = jnp.sum(e, axis=1)
-        lse = mx[:, 0] + jnp.log(s)
+        u_c, t_c, w_c, *mix_c = xs
+        logits, e, s, lse = _chunk_logits(u_c, v_DxN, c_N)
         tl = logits[row, t_c]
-        total = carry[0] + jnp.sum(jnp.where(w_c != 0, w_c * (lse - tl), 0.0))
+        if mix_c:
+            per, g_w = _mixture_rows(lse - tl, w_c, *mix_c)
+        else:
+            per, g_w = lse - tl, w_c
+        total = carry[0] + jnp.sum(jnp.where(w_c != 0, w_c * per, 0.0))
         if not with_grad:
             return (total,), None
         _, dv, dc = carry
-        g = (e * (w_c / s)[:, None]).at[row, t_c].add(-w_c)
+        g = (e * (g_w / s)[:, None]).at[row, t_c].add(-g_w)
         g_u = g.astype(u_c.dtype)
         dv = dv + (u_c.T @ g_u).astype(dv.dtype)
         dc = dc + jnp.sum(g, axis=0).astype(dc.dtype)
-        return (total, dv, dc), g_u @ v_NxD
+        ys = g_u @ v_NxD
+        if mix_c:  # d/d log_explore = -w r, d/d log_repeat = -w (1 - r)
+            ys = (ys, -g_w, g_w - w_c)
+        return (total, dv, dc), ys
 
     dt = jnp.result_type(u_MxD.dtype, c_N.dtype, jnp.float32)
     init = (jnp.zeros((), dt),)
     if with_grad:
         init += (jnp.zeros((d, n), jnp.float32), jnp.zeros((n,), jnp.float32))
-    carry, du = jax.lax.scan(body, init, (u, tgt, w))
-    return carry, (None if du is None else du.reshape(k * rows, d)[:m])
+    carry, ys = jax.lax.scan(body, init, (u, tgt, w) + mix)
+    if ys is None:
+        return carry, None
+    if not mix:
+        return carry, ys.reshape(k * rows, d)[:m]
+    du, d_explore, d_repeat = ys
+    flat = (x.reshape(k * rows)[:m] for x in (d_explore, d_repeat))
+    return carry, (du.reshape(k * rows, d)[:m], *flat)
+
+
+def _mixture_rows(ce, w, log_explore, log_repeat):
+    """Per row: the mixture's ``NLL`` and the weight ``w r`` of the row's logits gradient
+    (``r`` the explore part's posterior; 0 on rows of weight 0, whose terms may be
+    infinite)."""
+    explore = log_explore - ce  # log((1 - w) p_exp(target))
+    nll = -jnp.logaddexp(explore, log_repeat)
+    r = jnp.where(w != 0, jnp.exp(jnp.minimum(explore + nll, 0.0)), 0.0)
+    return nll, w * r
 
 
 @jax.custom_vjp
@@ -147,6 +223,27 @@ def _softmax_sum_bwd(res, g):
 
 
 _softmax_sum.defvjp(_softmax_sum_fwd, _softmax_sum_bwd)
+
+
+@jax.custom_vjp
+def _mixture_sum(u_MxD, v_DxN, c_N, target_M, w_M, log_explore_M, log_repeat_M):
+    mix = (log_explore_M, log_repeat_M)
+    return _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, False, mix)[0][0]
+
+
+def _mixture_sum_fwd(u_MxD, v_DxN, c_N, target_M, w_M, log_explore_M, log_repeat_M):
+    mix = (log_explore_M, log_repeat_M)
+    (total, dv, dc), (du, de, dr) = _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, True, mix)
+    res = (du, dv.astype(v_DxN.dtype), dc.astype(c_N.dtype))
+    return total, res + (de.astype(log_explore_M.dtype), dr.astype(log_repeat_M.dtype))
+
+
+def _mixture_sum_bwd(res, g):
+    grads = tuple((g * x).astype(x.dtype) for x in res)
+    return grads[:3] + (None, None) + grads[3:]  # the targets and the weights get none
+
+
+_mixture_sum.defvjp(_mixture_sum_fwd, _mixture_sum_bwd)
 
 
 # Above this many S x N Gumbel draws, `_draw` inverts the CDF instead (the Gumbel trick of
@@ -319,6 +416,11 @@ def carried_losses(
     With ``h0_BxH`` the sampled negatives are drawn by inverting the CDF (`_draw`): truncated
     BPTT draws once per chunk, up to T times per batch, and S x N Gumbel numbers per draw
     (7.4M for 2,048 draws from ML-1M's items) would cost more than the update itself."""
+    if cfg.repeat_head and loss_cfg.target != "full":
+        raise ConfigError(
+            "config.model.repeat_head=True needs config.loss.target='full' "
+            f"(got {loss_cfg.target!r})"
+        )
     k_drop, k_aux, k_samp = jax.random.split(key, 3)
     hs, h_last = encode(params, cfg, batch, k_drop if train else None, h0_BxH)
     target = batch["targets"]
@@ -327,7 +429,14 @@ def carried_losses(
     b, t, _ = hs.shape
     u = user_vector(params, cfg, hs)
     v, c = score_factors(params, cfg)
-    if loss_cfg.target == "full":  # the weighted sum at once: see full_softmax_loss_sum
+    if loss_cfg.target == "full" and cfg.repeat_head:  # the mixture of durgru_jax.repeat
+        w = (valid / n_valid).astype(jnp.float32).reshape(-1)
+        log_explore, log_repeat = repeat.train_terms(params, batch, hs, target)
+        mix = (log_explore.reshape(-1), log_repeat.reshape(-1))
+        target_loss = mixture_softmax_loss_sum(
+            u.reshape(b * t, -1), v, c, target.reshape(-1), w, *mix
+        )
+    elif loss_cfg.target == "full":  # the weighted sum at once: see full_softmax_loss_sum
         w = (valid / n_valid).astype(jnp.float32).reshape(-1)
         target_loss = full_softmax_loss_sum(u.reshape(b * t, -1), v, c, target.reshape(-1), w)
     else:

@@ -37,6 +37,9 @@ def rank_and_topk(
     item_chunk: int,
     exclude_history: bool,
     with_scores: bool = False,
+    offset_B: Array | None = None,
+    items_BxL: Array | None = None,
+    scores_BxL: Array | None = None,
 ) -> tuple[Array, ...]:
     """Exact rank of ``target`` among items ``1..n_items`` and the top-``kmax`` item ids
     (with ``with_scores``, also their scores: ``-inf`` where fewer items were rankable).
@@ -44,6 +47,13 @@ def rank_and_topk(
     ``v_DxN, c_N`` cover ids ``0..n_items`` (id 0 is padding, never ranked); ``hist`` holds
     each user's history item ids padded with 0. A target id of 0 (unknown item) or an excluded
     target gets rank ``n_items`` (a miss at every cutoff).
+
+    Optional sparse part (all three or none): item ``i`` of row ``b`` scores
+    ``u_b . v_i + c_i + offset_b``, except the items ``items_BxL[b]`` (0: none), which score
+    ``scores_BxL[b]`` (a repeated item must carry one score). Ranks and top-K are computed on
+    the scores minus ``offset`` (the same order: the shift is per row), so items outside the
+    sparse part keep the exact scores and ties of the plain ``u . v + c``; returned top scores
+    include the offset.
     """
     b = u_BxD.shape[0]
     n_cols = v_DxN.shape[1]
@@ -53,6 +63,12 @@ def rank_and_topk(
     c = jnp.pad(c_N, (0, pad))
     t_score = jnp.sum(u_BxD * v_DxN[:, target_B].T, -1) + c_N[target_B]
     rows = jnp.arange(b)[:, None]
+    sparse = items_BxL is not None
+    if sparse:
+        sparse_base = scores_BxL - offset_B[:, None]  # on the scale of u . v + c
+        t_hit = (items_BxL == target_B[:, None]) & (items_BxL > 0)
+        t_sparse = jnp.max(jnp.where(t_hit, sparse_base, -jnp.inf), axis=1)
+        t_score = jnp.where(jnp.any(t_hit, axis=1), t_sparse, t_score)
     if exclude_history:
         target_in_hist = jnp.any((hist_BxM == target_B[:, None]) & (hist_BxM > 0), axis=1)
     else:
@@ -64,14 +80,12 @@ def rank_and_topk(
         vc = jax.lax.dynamic_slice_in_dim(v, off, item_chunk, axis=1)
         cc = jax.lax.dynamic_slice_in_dim(c, off, item_chunk)
         s = u_BxD @ vc + cc
+        if sparse:
+            s = s.at[rows, _chunk_local(items_BxL, off, item_chunk)].set(sparse_base, mode="drop")
         ids = off + jnp.arange(item_chunk)
         s = jnp.where((ids == 0) | (ids > n_items), -jnp.inf, s)
         if exclude_history:
-            # Out-of-chunk ids go to an index past the end (dropped); a negative index would
-            # wrap around instead.
-            local = hist_BxM - off
-            local = jnp.where((local >= 0) & (local < item_chunk), local, item_chunk)
-            s = s.at[rows, local].set(-jnp.inf, mode="drop")
+            s = s.at[rows, _chunk_local(hist_BxM, off, item_chunk)].set(-jnp.inf, mode="drop")
         # The target's own column never counts: its chunked score may differ from t_score in
         # the last bit (another summation order), which would rank it below itself.
         other = ids != target_B[:, None]
@@ -92,7 +106,16 @@ def rank_and_topk(
     rank = greater + equal
     miss = (target_B == 0) | target_in_hist | ~jnp.isfinite(t_score)
     rank = jnp.where(miss, n_items, rank)
-    return (rank, top_i, top_v) if with_scores else (rank, top_i)
+    if not with_scores:
+        return rank, top_i
+    return rank, top_i, (top_v + offset_B[:, None] if sparse else top_v)
+
+
+def _chunk_local(ids_BxL: Array, off: int | Array, item_chunk: int) -> Array:
+    """Column of each id in the chunk starting at ``off``; ids outside it go to an index past
+    the end (dropped by a ``mode="drop"`` scatter; a negative index would wrap around)."""
+    local = ids_BxL - off
+    return jnp.where((local >= 0) & (local < item_chunk), local, item_chunk)
 
 
 def ranking_metrics(

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from durgru_jax import attention, cells, layers
+from durgru_jax import attention, cells, layers, repeat
 from durgru_jax.config import ModelConfig
 from durgru_jax.duration import duration_factor
 from durgru_jax.layers import last_step as last_step  # `model.last_step`, for evaluation
@@ -42,7 +42,8 @@ class DurGRU(nnx.Module):
     ``item_emb``: p_i of eq. (6) / x_t of eq. (10), ``[N, E]``; ``cell``: the GRU or aGRU
     matrices; ``out``: W_0 of eq. (12) (``w [H, N]`` and ``b [N]``, or with tied output a
     projection ``[H, E]`` onto the item embeddings); ``aux``: the auxiliary network of
-    eq. (13), ``[H, E]``; ``rating``: the optional rating head.
+    eq. (13), ``[H, E]``; ``rating``: the optional rating head; ``repeat``: the optional
+    repeat-aware output (`durgru_jax.repeat`).
     """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -79,6 +80,8 @@ class DurGRU(nnx.Module):
                     "w_user": jnp.ones(()),
                 }
             )
+        if cfg.repeat_head:  # its own key: the parameters above stay those of the plain model
+            self.repeat = _Group(repeat.init_params(rngs.params(), h, e))
 
 
 def init_params(
@@ -86,16 +89,23 @@ def init_params(
     seed: int,
     log_popularity: np.ndarray | None = None,
     rating_mean: float | None = None,
+    repeat_rate: float | None = None,
 ) -> Params:
     """A pure parameter pytree (nested dict of arrays) for `cfg`.
 
     With ``log_popularity`` (training item frequencies) the output bias starts at the centred
     log popularity, so the model starts from the most-popular ranking instead of spending its
     first thousand Adam steps learning it through a bias that moves ~lr per step. For the same
-    reason the rating head's ``mu`` starts at ``rating_mean`` (the training ratings' mean).
+    reason the rating head's ``mu`` starts at ``rating_mean`` (the training ratings' mean) and
+    the repeat head's mode weight at ``repeat_rate`` (`repeat.window_repeat_rate`, clipped to
+    [0.001, 0.999]): at ``w = 0.5`` window items would outrank the catalogue on data where
+    nothing repeats.
     """
     model = DurGRU(cfg, rngs=nnx.Rngs(params=seed))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    if repeat_rate is not None and "repeat" in params:
+        rate = float(np.clip(repeat_rate, 1e-3, 1 - 1e-3))
+        params["repeat"]["b"] = jnp.asarray(np.log(rate / (1 - rate)), jnp.float32)
     if rating_mean is not None and "rating" in params:
         params["rating"]["mu"] = jnp.asarray(rating_mean, params["rating"]["mu"].dtype)
     if log_popularity is not None:
