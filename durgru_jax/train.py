@@ -30,6 +30,7 @@ from absl import logging
 
 from durgru_jax import model as model_lib
 from durgru_jax import parallel
+from durgru_jax.artifacts import save_artifacts
 from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
@@ -324,6 +325,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         "data": p.info,
         "model": dataclasses.asdict(rc.model),
     }
+    save_artifacts(workdir, config, p, rc)  # before results.json: a finished run has them
     write_json(os.path.join(workdir, "results.json"), results)
     metrics_log.write({"step": int(state["step"]), "final": True} | metrics)
     latest.close()
