@@ -23,6 +23,7 @@ Arrays are ``.npz`` (no pickle), the rest JSON.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -76,6 +77,16 @@ class Artifacts:
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+    @functools.cached_property
+    def item_index(self) -> pd.Index:
+        """Original item id -> internal id - 1 (`pd.Index.get_indexer`; -1: unknown)."""
+        return pd.Index(self.item_ids)
+
+    @functools.cached_property
+    def user_index(self) -> pd.Index:
+        """Original user id -> index into ``user_ids`` (-1: a user unseen in training)."""
+        return pd.Index(self.user_ids)
 
     def prep_config(self) -> ds.PrepConfig:
         """The run's preprocessing switches (``config.data`` without the source fields)."""

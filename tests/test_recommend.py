@@ -1,0 +1,290 @@
+"""Recommending with a finished run: artifacts, exactness against the evaluator, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from durgru_jax import artifacts as artifacts_lib
+from durgru_jax import recommend_inputs as inputs
+from durgru_jax.data import dataset as ds
+from durgru_jax.data import sources, synthetic
+from durgru_jax.evaluate import _eval_forward
+from durgru_jax.metrics import rank_and_topk
+from durgru_jax.recommend import (
+    CheckpointMismatchError,
+    Recommender,
+    RunNotReadyError,
+)
+from durgru_jax.train import train_and_evaluate
+
+VARIANTS = [
+    ("agru", "input"),
+    ("agru", "gate"),
+    ("agru", "none"),
+    ("gru", "input"),
+    ("sasrec", "none"),
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, make_tiny):
+    """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use."""
+    made = {}
+
+    def get(cell: str = "agru", mode: str = "input") -> tuple[str, object]:
+        if (cell, mode) not in made:
+            c = make_tiny()
+            c.train.epochs = 1
+            c.model.cell = cell
+            c.model.duration_mode = mode
+            workdir = str(tmp_path_factory.mktemp(f"run_{cell}_{mode}"))
+            train_and_evaluate(c, workdir)
+            made[cell, mode] = (workdir, c)
+        return made[cell, mode]
+
+    return get
+
+
+def _raw_events(config) -> pd.DataFrame:
+    events = synthetic.generate_synthetic(**config.data.synthetic.to_dict())
+    return events[[c for c in events.columns if not c.startswith("_")]]
+
+
+def _evaluator_topk(rec: Recommender, p: ds.Prepared, k: int):
+    """Top-k and user vectors of every test example, by the evaluator's loop
+    (`evaluate.evaluate`: its batching, trimming, encoder and ranker)."""
+    rc = rec.rc
+    ex = ds.eval_examples(p, "test")
+    n = len(ex["target"])
+    top = np.zeros((n, k), np.int64)
+    u_all = np.zeros((n, rec.v.shape[0]), np.float32)
+    trim = rc.model.cell in ("gru", "agru")
+    for batch, hist, idx in ds.iterate_eval_batches_by_length(ex, rc.eval.batch_size, trim):
+        u, _ = _eval_forward(rec.params, rc.model, batch)
+        _, t = rank_and_topk(
+            u,
+            rec.v,
+            rec.c,
+            jnp.asarray(batch["target"]),
+            jnp.asarray(hist),
+            n_items=p.n_items,
+            kmax=k,
+            item_chunk=min(rc.eval.item_chunk, p.n_items + 1),
+            exclude_history=rc.eval.exclude_history,
+        )
+        top[idx] = np.asarray(t)[: len(idx)]
+        u_all[idx] = np.asarray(u)[: len(idx)]
+    return ex, top, u_all
+
+
+# ---------------------------------------------------------------------- artifacts
+
+
+def test_artifacts_hold_what_training_fitted(runs) -> None:
+    workdir, config = runs()
+    art = artifacts_lib.load_artifacts(workdir)
+    p = sources.load_prepared(config.data, seed=int(config.seed))
+    assert art.item_ids.dtype == np.int64
+    np.testing.assert_array_equal(art.item_ids, p.item_ids[1:].astype(np.int64))
+    np.testing.assert_array_equal(art.log_popularity, p.log_popularity)
+    np.testing.assert_array_equal(art.gap_edges, p.gap_edges)
+    assert art.n_transfer_contexts == p.n_transfer_contexts
+    assert art.hour_buckets == 4 and art.behaviors == ()
+    assert art.duration_source == "column" and art.has_durations
+    # Synthetic users are 0..n-1 in file order, one sequence each.
+    np.testing.assert_array_equal(art.user_ids[art.seq_owner], np.arange(p.n_users))
+    np.testing.assert_array_equal(art.dur_mean[art.seq_owner], p.dur_mean)
+    np.testing.assert_array_equal(art.dur_std[art.seq_owner], p.dur_std)
+    np.testing.assert_array_equal(art.dur_ok[art.seq_owner], p.dur_user_ok)
+    with open(os.path.join(workdir, "results.json")) as f:
+        model = json.load(f)["model"]
+    assert dataclasses.asdict(art.run_config.model) == model
+    assert art.data_config["synthetic"]["n_users"] == 120
+    assert not [f for f in os.listdir(workdir) if ".tmp-" in f or ".old-" in f]
+
+
+def test_original_ids_keep_their_dtype() -> None:
+    ints = artifacts_lib.original_ids(np.array([None, 3, np.int64(7)], object)[1:])
+    assert ints.dtype == np.int64 and ints.tolist() == [3, 7]
+    text = artifacts_lib.original_ids(np.array(["a", "b7"], object))
+    assert text.dtype.kind == "U" and text.tolist() == ["a", "b7"]
+    assert artifacts_lib.original_ids(np.array([1, "x"], object)).tolist() == ["1", "x"]
+    like = np.array([3, 7])
+    got = inputs.coerce_ids(["7", 3, "x", None, 3.5], like)
+    assert list(pd.Index(like).get_indexer(got)) == [1, 0, -1, -1, -1]
+
+
+# ---------------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize("cell,mode", VARIANTS)
+def test_recommend_equals_the_evaluators_topk(runs, cell, mode) -> None:
+    """For every test user, recommending from the evaluator's visible history (every event
+    before the test target) gives the evaluator's top-K: same items, same order."""
+    workdir, config = runs(cell, mode)
+    rec = Recommender.load(workdir)
+    p = sources.load_prepared(config.data, seed=int(config.seed))
+    k = max(rec.rc.eval.ks)
+    ex, top, u = _evaluator_topk(rec, p, k)
+    events = _raw_events(config)
+    visible = events.groupby("user", sort=False).head(-1)  # all but each user's last event
+    want_items = rec.item_ids[top - 1]
+    want_scores = np.einsum("ed,dek->ek", u, np.asarray(rec.v)[:, top]) + np.asarray(rec.c)[top]
+
+    table = rec.recommend_many(visible, k=k).table
+    for e, user in enumerate(ex["user"]):
+        got = table[table["user"] == user]
+        np.testing.assert_array_equal(got["item"].to_numpy(), want_items[e])
+        np.testing.assert_array_equal(got["rank"].to_numpy(), np.arange(1, k + 1))
+        np.testing.assert_allclose(got["score"].to_numpy(), want_scores[e], rtol=1e-5, atol=1e-5)
+    for e, user in list(enumerate(ex["user"]))[:: max(1, len(ex["user"]) // 6)]:
+        r = rec.recommend(visible[visible["user"] == user], k=k)
+        assert r.items == tuple(want_items[e].tolist()), user
+        np.testing.assert_allclose(r.scores, want_scores[e], rtol=1e-5, atol=1e-5)
+        assert (r.user, r.fallback, r.resorted, r.n_unknown_dropped) == (user, None, False, 0)
+        r10 = rec.recommend(visible[visible["user"] == user], k=10)
+        assert r10.items == r.items[:10]
+
+
+def test_training_users_get_their_full_history(runs) -> None:
+    workdir, config = runs()
+    rec = Recommender.load(workdir)
+    all_users = rec.recommend_training_users(k=10)
+    events = _raw_events(config)
+    from_events = rec.recommend_many(events, k=10)
+    pd.testing.assert_frame_equal(all_users.table, from_events.table)
+    pd.testing.assert_frame_equal(all_users.users, from_events.users)
+    assert len(all_users.users) == 120 and (all_users.table.groupby("user").size() == 10).all()
+    seen = set(zip(events["user"], events["item"], strict=True))
+    recommended = zip(all_users.table.user, all_users.table.item, strict=True)
+    assert not any((u, i) in seen for u, i in recommended)
+    keep = rec.recommend_training_users(k=10, exclude_seen=False).table
+    assert any((u, i) in seen for u, i in zip(keep.user, keep.item, strict=True))
+
+
+def test_candidates_and_score_agree_with_the_ranking(runs) -> None:
+    workdir, config = runs()
+    rec = Recommender.load(workdir)
+    events = _raw_events(config)
+    ue = events[events["user"] == 7]
+    full = rec.recommend(ue, k=5)
+    restricted = rec.recommend(ue, k=5, candidates=list(rec.item_ids) + ["nope"])
+    assert restricted.items == full.items
+    np.testing.assert_allclose(restricted.scores, full.scores, rtol=1e-5, atol=1e-5)
+    s = rec.score(ue, list(full.items) + [10**9])
+    np.testing.assert_allclose(s[:-1], full.scores, rtol=1e-5, atol=1e-5)
+    assert np.isnan(s[-1])
+    two = rec.recommend(ue, k=2, candidates=[full.items[3], full.items[1], full.items[3]])
+    assert two.items == (full.items[1], full.items[3])
+
+
+# ---------------------------------------------------------------------- bad input
+
+
+def test_unknown_items_are_dropped_and_counted(runs) -> None:
+    workdir, config = runs()
+    rec = Recommender.load(workdir)
+    ue = _raw_events(config).query("user == 11")
+    clean = rec.recommend(ue, k=10)
+    ts = ue["timestamp"].to_numpy()
+    between = ts[2] + (ts[3] - ts[2]) * np.array([0.3, 0.6])
+    junk = pd.DataFrame({"user": 11, "item": [10**9, -5], "timestamp": between, "duration": 4.0})
+    r = rec.recommend(pd.concat([ue.iloc[:3], junk, ue.iloc[3:]]), k=10)
+    assert r.n_unknown_dropped == 2 and r.n_events == len(ue) + 2
+    assert r.items == clean.items and r.fallback is None
+
+
+def test_empty_or_unknown_history_falls_back_to_popularity(runs) -> None:
+    workdir, _ = runs()
+    rec = Recommender.load(workdir)
+    pop = np.argsort(-rec.artifacts.log_popularity[1:], kind="stable")[:5]
+    for events in ([], pd.DataFrame(columns=["item", "timestamp", "duration"])):
+        r = rec.recommend(events, k=5)
+        assert r.fallback == "popularity" and r.n_events == 0
+        assert r.items == tuple(rec.item_ids[pop].tolist())
+        np.testing.assert_allclose(r.scores, rec.artifacts.log_popularity[1:][pop])
+    r = rec.recommend([{"item": "nope", "timestamp": 1.0, "duration": 3.0}], k=5)
+    assert (r.fallback, r.n_unknown_dropped, r.n_events) == ("popularity", 1, 1)
+    assert r.items == tuple(rec.item_ids[pop].tolist())
+
+
+def test_out_of_order_events_are_sorted_and_flagged(runs) -> None:
+    workdir, config = runs()
+    rec = Recommender.load(workdir)
+    ue = _raw_events(config).query("user == 4")
+    in_order = rec.recommend(ue, k=10)
+    shuffled = rec.recommend(ue.sample(frac=1.0, random_state=1), k=10)
+    assert shuffled.resorted and not in_order.resorted
+    assert shuffled.items == in_order.items
+    many = rec.recommend_many(pd.concat([ue.iloc[::-1], _raw_events(config).query("user == 5")]))
+    assert many.users.set_index("user")["resorted"].to_dict() == {4: True, 5: False}
+
+
+def test_missing_column_is_named(runs) -> None:
+    workdir, config = runs()
+    rec = Recommender.load(workdir)
+    assert rec.required_columns == ("item", "timestamp", "duration")
+    ue = _raw_events(config).query("user == 4")
+    for col in ("item", "timestamp", "duration"):
+        with pytest.raises(ValueError, match=f"no '{col}' column"):
+            rec.recommend(ue.drop(columns=col))
+    with pytest.raises(ValueError, match="no 'user' column"):
+        rec.recommend_many(ue.drop(columns="user"))
+    with pytest.raises(ValueError, match="'timestamp' row 1: 'soon' is not a number"):
+        bad = [1.0, "soon"] + [2.0] * (len(ue) - 2)
+        rec.recommend(ue.astype({"timestamp": object}).assign(timestamp=bad))
+    with pytest.raises(ValueError, match="one user's events, got 2 users"):
+        rec.recommend(_raw_events(config).query("user in (4, 5)"))
+
+
+def test_unseen_user_gets_statistics_from_the_events_given(runs) -> None:
+    """A user of the training data keeps their training statistics; anyone else gets
+    statistics fitted on the events given: equal durations have no spread, so every factor is
+    neutral, exactly as with no durations at all (eq. (9))."""
+    workdir, config = runs()
+    rec = Recommender.load(workdir)
+    ue = _raw_events(config).query("user == 9")
+    known = rec.recommend(ue, k=10)
+    assert known.user == 9
+    stranger = rec.recommend(ue.assign(user="someone new"), k=10)
+    anonymous = rec.recommend(ue.drop(columns="user"), k=10)
+    assert anonymous.user is None and stranger.scores == anonymous.scores
+    assert known.scores != stranger.scores  # training stats differ from these events' stats
+    flat = rec.recommend(ue.drop(columns="user").assign(duration=5.0), k=10)
+    missing = rec.recommend(ue.drop(columns="user").assign(duration=np.nan), k=10)
+    assert flat.items == missing.items and flat.scores == missing.scores
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def test_load_errors_say_what_is_missing(runs, tmp_path) -> None:
+    workdir, _ = runs()
+    with pytest.raises(RunNotReadyError, match="no results.json"):
+        Recommender.load(str(tmp_path))
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    with pytest.raises(ValueError, match="'best' or 'latest'"):
+        Recommender.load(copy, checkpoint="worst")
+    shutil.rmtree(os.path.join(copy, "ckpt", "latest"))
+    with pytest.raises(RunNotReadyError, match="no checkpoint in ckpt/latest"):
+        Recommender.load(copy, checkpoint="latest")
+    manifest = os.path.join(copy, "artifacts", "manifest.json")
+    with open(manifest) as f:
+        m = json.load(f)
+    m["run_config"]["model"]["hidden_dim"] = 17
+    with open(manifest, "w") as f:
+        json.dump(m, f)
+    with pytest.raises(CheckpointMismatchError, match=r"\['cell'\]\['u_k'\] has shape \(16, 16\)"):
+        Recommender.load(copy)
+    shutil.rmtree(os.path.join(copy, "artifacts"))
+    with pytest.raises(artifacts_lib.MissingArtifactsError, match="no artifacts/manifest.json"):
+        Recommender.load(copy)
