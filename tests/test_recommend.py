@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -288,3 +290,68 @@ def test_load_errors_say_what_is_missing(runs, tmp_path) -> None:
     shutil.rmtree(os.path.join(copy, "artifacts"))
     with pytest.raises(artifacts_lib.MissingArtifactsError, match="no artifacts/manifest.json"):
         Recommender.load(copy)
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def _launch(*args: str) -> subprocess.CompletedProcess:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(
+        [sys.executable, "launch.py", *args], cwd=root, capture_output=True, text=True, timeout=300
+    )
+
+
+def _check_table(table: pd.DataFrame, k: int) -> None:
+    assert list(table.columns) == ["user", "rank", "item", "score"]
+    for _, g in table.groupby("user"):
+        assert g["rank"].tolist() == list(range(1, len(g) + 1)) and len(g) <= k
+        assert (np.diff(g["score"].to_numpy()) <= 0).all()
+
+
+def test_command_recommends_for_training_users_and_event_files(runs, tmp_path) -> None:
+    workdir, config = runs()
+    rec = Recommender.load(workdir)
+    out = tmp_path / "recs.csv"
+    res = _launch("--recommend", "--workdir", workdir, "--k", "7", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = pd.read_csv(out)
+    _check_table(got, 7)
+    want = rec.recommend_training_users(k=7).table
+    pd.testing.assert_frame_equal(got[["user", "rank", "item"]], want[["user", "rank", "item"]])
+    np.testing.assert_allclose(got["score"], want["score"], rtol=1e-6)
+    assert not [f for f in os.listdir(tmp_path) if f != "recs.csv"]  # no temporary left
+
+    events = _raw_events(config).query("user < 5")
+    events = pd.concat([events.iloc[::-1], pd.DataFrame([{"user": 99, "item": 10**9}])])
+    events["timestamp"] = events["timestamp"].fillna(1.7e9)
+    events["duration"] = events["duration"].fillna(3.0)
+    path = tmp_path / "events.parquet"
+    events.to_parquet(path)
+    out = tmp_path / "recs.parquet"
+    args = ("--workdir", workdir, "--out", str(out), "--events", str(path), "--noexclude_seen")
+    res = _launch("--recommend", *args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = pd.read_parquet(out)
+    _check_table(got, 10)
+    want = rec.recommend_many(events, k=10, exclude_seen=False)
+    cols = ["user", "rank", "item"]
+    pd.testing.assert_frame_equal(got[cols], want.table[cols])
+    assert want.users.set_index("user").loc[99, "fallback"] == "popularity"
+    assert '"users_resorted": 5' in res.stderr and '"popularity_fallback": 1' in res.stderr
+    seen = set(zip(events["user"], events["item"], strict=True))
+    assert any((u, i) in seen for u, i in zip(got["user"], got["item"], strict=True))
+
+
+def test_training_users_need_the_data_file(runs, tmp_path) -> None:
+    workdir, _ = runs()
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    manifest = os.path.join(copy, "artifacts", "manifest.json")
+    with open(manifest) as f:
+        m = json.load(f)
+    m["data_config"].update(source="csv", path=str(tmp_path / "gone.csv"))
+    with open(manifest, "w") as f:
+        json.dump(m, f)
+    with pytest.raises(FileNotFoundError, match="gone.csv' is gone.*--events"):
+        Recommender.load(copy).recommend_training_users()
