@@ -90,15 +90,18 @@ def required_columns(art: Artifacts) -> tuple[str, ...]:
 
 
 def coerce_ids(values: Any, like: np.ndarray) -> np.ndarray:
-    """``values`` as ids comparable with the array ``like`` (int64, float64 or text ids); a value
-    that cannot be one of them (text for integer ids, a missing value) matches nothing."""
-    s = pd.Series(np.asarray(values, dtype=object))
+    """``values`` as ids comparable with the array ``like`` (int64, float64 or text ids), for
+    `pd.Index.get_indexer`; a value that cannot be one of them (text for integer ids, a
+    missing value) matches nothing."""
+    arr = np.asarray(values)
+    if like.dtype.kind in "iu" and arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
     if like.dtype.kind in "iuf":
-        out = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
-        if like.dtype.kind in "iu":
-            integral = np.isfinite(out) & (out == np.round(out))
-            return np.where(integral, out, np.nan).astype(object)
+        out = pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce").to_numpy(np.float64)
+        if like.dtype.kind in "iu":  # compared by value with the integer ids
+            out[~(np.isfinite(out) & (out == np.round(out)))] = np.nan
         return out
+    s = pd.Series(arr, dtype=object)
     return np.where(s.isna(), None, s.astype(str)).astype(object)
 
 
@@ -182,9 +185,15 @@ def from_events(art: Artifacts, frame: pd.DataFrame, known_users: bool = True) -
     resorted = _out_of_order(codes, mf["timestamp"].to_numpy(), n_users)
 
     cfg = featurise_config(art)
-    cleaned, owner = ds._clean(mf, cfg, {})  # sessions and repeats, as in training
-    flat = dataclasses.replace(cfg, session_gap_s=0.0, drop_consecutive_repeats=False)
-    p = ds.prepare(cleaned.drop(columns="_seq").assign(user=cleaned["_seq"]), flat)
+    if cfg.session_gap_s > 0 or cfg.drop_consecutive_repeats:
+        # Sessions and repeats as in training; then one prepared sequence per session, whose
+        # person (owner) `prepare` would not tell.
+        cleaned, owner = ds._clean(mf, cfg, {})
+        flat = dataclasses.replace(cfg, session_gap_s=0.0, drop_consecutive_repeats=False)
+        p = ds.prepare(cleaned.drop(columns="_seq").assign(user=cleaned["_seq"]), flat)
+    else:  # a sequence per user, numbered by first appearance: the codes
+        p = ds.prepare(mf, cfg)
+        owner = p.user
     p = _in_run_vocabulary(art, p)
     seq_owner = owner[p.offsets[:-1]]
     if known_users:
