@@ -310,6 +310,13 @@ class Recommender:
         ]
         return _concat(parts)
 
+    def model_inputs(self, frame) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``(inputs, users)``: the encoder's ``[users, max_len]`` input arrays
+        (`recommend_inputs.MODEL_INPUTS`, the exported function's ``inputs``) for the users of
+        ``frame`` (a ``user`` column), and those users' original ids."""
+        ui = inputs.from_events(self.artifacts, inputs.events_frame(frame))
+        return {k: ui.examples[k] for k in inputs.MODEL_INPUTS}, ui.users
+
     # ------------------------------------------------------------------ machinery
 
     def _batches(self, ex):

@@ -38,6 +38,8 @@ from durgru_jax.data import dataset as ds
 from durgru_jax.duration import fit_user_stats
 
 _NEVER = 1 << 62  # min_user_events that no user reaches: every event stays "training"
+# The example arrays the encoders read (`model.encode`, `attention.encode`), [users, max_len].
+MODEL_INPUTS = ds.FIELDS[:7] + ds.USER_FIELDS
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from durgru_jax import artifacts as artifacts_lib
+from durgru_jax import model_export
 from durgru_jax import recommend_inputs as inputs
 from durgru_jax.data import dataset as ds
 from durgru_jax.data import sources, synthetic
@@ -355,3 +357,59 @@ def test_training_users_need_the_data_file(runs, tmp_path) -> None:
         json.dump(m, f)
     with pytest.raises(FileNotFoundError, match="gone.csv' is gone.*--events"):
         Recommender.load(copy).recommend_training_users()
+
+
+# ---------------------------------------------------------------------- export
+
+
+def _loader():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "export_loader", os.path.join(root, "docs", "export_loader.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _in_process_scores(rec: Recommender, events: pd.DataFrame) -> np.ndarray:
+    ui = inputs.from_events(rec.artifacts, events)
+    u = rec._user_vectors(ui.examples)
+    return u @ np.asarray(rec.v) + np.asarray(rec.c)
+
+
+def test_exported_scores_equal_the_in_process_model(runs, tmp_path) -> None:
+    workdir, config = runs()
+    out = tmp_path / "exported"
+    res = _launch("--export", "--workdir", workdir, "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(os.listdir(out)) == ["export.json", "items.npz", "params.npz", "score.jax"]
+    rec = Recommender.load(workdir)
+    events = _raw_events(config).query("user < 20")
+    model_inputs, users = rec.model_inputs(events)
+    assert list(users) == list(range(20))
+    score, item_ids = _loader().load(str(out))
+    np.testing.assert_array_equal(item_ids, rec.item_ids)
+    got = score(model_inputs)
+    want = _in_process_scores(rec, events)
+    assert got.shape == (20, rec.n_items + 1) and np.isneginf(got[:, 0]).all()
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=1e-5, atol=1e-5)
+    one = score({k: v[3:4] for k, v in model_inputs.items()})  # padded to the export's minimum
+    np.testing.assert_allclose(one[0, 1:], want[3, 1:], rtol=1e-5, atol=1e-5)
+    top = np.argsort(-got, axis=1, kind="stable")[:, :10]
+    r = rec.recommend(events.query("user == 5"), k=10, exclude_seen=False)
+    assert tuple(item_ids[top[5] - 1].tolist()) == r.items
+
+
+def test_exported_sasrec_and_gru_take_a_symbolic_batch(runs) -> None:
+    for cell, mode in (("sasrec", "none"), ("gru", "input")):
+        workdir, config = runs(cell, mode)
+        rec = Recommender.load(workdir)
+        exported = model_export.export_scoring(rec.params, rec.rc.model, rec.artifacts.max_len)
+        assert str(exported.in_avals[-1].shape[0]) == "b"
+        events = _raw_events(config).query("user < 12")
+        model_inputs, _ = rec.model_inputs(events)
+        flat = model_export.flat_params(rec.params)
+        got = np.asarray(exported.call(flat, model_inputs))
+        want = _in_process_scores(rec, events)
+        np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=1e-5, atol=1e-5)
