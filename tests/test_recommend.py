@@ -413,3 +413,36 @@ def test_exported_sasrec_and_gru_take_a_symbolic_batch(runs) -> None:
         got = np.asarray(exported.call(flat, model_inputs))
         want = _in_process_scores(rec, events)
         np.testing.assert_allclose(got[:, 1:], want[:, 1:], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- CTR
+
+
+def test_ctr_run_scores_the_rows_of_a_criteo_file(tmp_path) -> None:
+    from durgru_jax import ctr, recommend_cli
+    from durgru_jax.base_config import load_config_file
+    from durgru_jax.ctr import criteo, serve
+    from durgru_jax.ctr import synthetic as ctr_synthetic
+
+    path = tmp_path / "train.txt"
+    ctr_synthetic.write_criteo_tsv(path, 1500, seed=3, cardinality_scale=1e-3)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    c = load_config_file(os.path.join(root, "configs", "criteo.py")).get_config()
+    c.data.path, c.data.cache_dir, c.data.min_count = str(path), str(tmp_path / "cache"), 2
+    c.model.cell, c.model.embed_dim, c.model.hidden_dim = "gru", 4, 8
+    c.train.batch_size, c.train.epochs, c.train.eval_every_steps = 100, 1, 0
+    c.baseline.enabled = False
+    work = str(tmp_path / "run")
+    ctr.run(c, work)
+    out = tmp_path / "probs.csv"
+    summary = recommend_cli.recommend(work, str(out), events=str(path))
+    got = pd.read_csv(out)
+    assert summary["rows"] == 1500 and list(got.columns) == ["row", "label", "click_probability"]
+    prepared = ctr.train.prepare_from_config(c)
+    tokens, labels = serve.tokenise(str(path), prepared.dir, "sqlog")
+    np.testing.assert_array_equal(tokens, prepared.tokens)  # the training vocabulary
+    np.testing.assert_array_equal(got["label"], prepared.labels)
+    params, mcfg, _ = serve.load_model(work)
+    want = 1 / (1 + np.exp(-np.asarray(ctr.model.logits(params, mcfg, prepared.tokens[:64]))))
+    np.testing.assert_allclose(got["click_probability"][:64], want, rtol=1e-5)
+    assert criteo.OOV in tokens  # values rare in training share the OOV token
