@@ -277,6 +277,8 @@ class Recommender:
         row; users are featurised in chunks and ranked in the evaluator's batches."""
         frame = inputs.events_frame(frame)
         inputs.check_columns(frame, self.artifacts, need_user=True)
+        if len(frame) == 0:
+            return _concat([])
         codes, _ = pd.factorize(frame["user"], sort=False, use_na_sentinel=False)
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(0, codes.max(initial=-1) + 1, _USER_CHUNK))
@@ -415,6 +417,11 @@ class Recommender:
 
 
 def _concat(parts: list[RecommendationTable]) -> RecommendationTable:
+    if not parts:
+        users = ("user", "n_events", "n_unknown_dropped", "resorted", "fallback")
+        return RecommendationTable(
+            pd.DataFrame(columns=["user", "rank", "item", "score"]), pd.DataFrame(columns=users)
+        )
     if len(parts) == 1:
         return parts[0]
     return RecommendationTable(

@@ -215,6 +215,8 @@ def test_empty_or_unknown_history_falls_back_to_popularity(runs) -> None:
         assert r.fallback == "popularity" and r.n_events == 0
         assert r.items == tuple(rec.item_ids[pop].tolist())
         np.testing.assert_allclose(r.scores, rec.artifacts.log_popularity[1:][pop])
+    none = rec.recommend_many(pd.DataFrame(columns=["user", "item", "timestamp", "duration"]))
+    assert len(none.table) == 0 and len(none.users) == 0
     r = rec.recommend([{"item": "nope", "timestamp": 1.0, "duration": 3.0}], k=5)
     assert (r.fallback, r.n_unknown_dropped, r.n_events) == ("popularity", 1, 1)
     assert r.items == tuple(rec.item_ids[pop].tolist())
