@@ -218,13 +218,18 @@ def write_artifacts(workdir: str, art: Artifacts) -> str:
 
 
 def save_artifacts(workdir: str, config, prepared: ds.Prepared, rc: RunConfig) -> str | None:
-    """`build_artifacts` + `write_artifacts` for a run that just finished (process 0 only)."""
+    """`build_artifacts` + `write_artifacts` for a run that just finished (process 0 only).
+    A failure (the data file changed or vanished during training) is logged, not raised: the
+    run's results stand, only recommending from it is not possible."""
     if not parallel.is_primary():
         return None
     t0 = time.time()
-    art = build_artifacts(
-        prepared, rc, config.data, int(config.seed), _sequence_users(config, prepared)
-    )
+    try:
+        users = _sequence_users(config, prepared)
+    except (OSError, ValueError, RuntimeError) as e:
+        logging.warning("no artifacts for recommending in %s: %s", workdir, e)
+        return None
+    art = build_artifacts(prepared, rc, config.data, int(config.seed), users)
     path = write_artifacts(workdir, art)
     logging.info("artifacts for recommending written to %s (%.1f s)", path, time.time() - t0)
     return path

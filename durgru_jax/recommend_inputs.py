@@ -101,7 +101,7 @@ def coerce_ids(values: Any, like: np.ndarray) -> np.ndarray:
     if like.dtype.kind in "iuf":
         out = pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce").to_numpy(np.float64)
         if like.dtype.kind in "iu":  # compared by value with the integer ids
-            out[~(np.isfinite(out) & (out == np.round(out)))] = np.nan
+            out = np.where(np.isfinite(out) & (out == np.round(out)), out, np.nan)
         return out
     s = pd.Series(arr, dtype=object)
     return np.where(s.isna(), None, s.astype(str)).astype(object)

@@ -448,3 +448,13 @@ def test_ctr_run_scores_the_rows_of_a_criteo_file(tmp_path) -> None:
     want = 1 / (1 + np.exp(-np.asarray(ctr.model.logits(params, mcfg, prepared.tokens[:64]))))
     np.testing.assert_allclose(got["click_probability"][:64], want, rtol=1e-5)
     assert criteo.OOV in tokens  # values rare in training share the OOV token
+
+
+def test_a_run_whose_data_file_vanished_keeps_its_results(runs, tmp_path, caplog) -> None:
+    workdir, config = runs()
+    p = sources.load_prepared(config.data, seed=int(config.seed))
+    rc = artifacts_lib.load_artifacts(workdir).run_config
+    gone = config.copy_and_resolve_references()
+    gone.data.source, gone.data.path = "csv", str(tmp_path / "moved.csv")
+    assert artifacts_lib.save_artifacts(str(tmp_path), gone, p, rc) is None
+    assert "moved.csv" in caplog.text and not os.path.exists(tmp_path / "artifacts")
