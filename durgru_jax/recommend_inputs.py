@@ -40,6 +40,18 @@ from durgru_jax.duration import fit_user_stats
 _NEVER = 1 << 62  # min_user_events that no user reaches: every event stays "training"
 # The example arrays the encoders read (`model.encode`, `attention.encode`), [users, max_len].
 MODEL_INPUTS = ds.FIELDS[:7] + ds.USER_FIELDS
+# Per-event arrays of `dataset.Prepared` (sliced by `from_prepared`, spread by `with_targets`).
+_EVENT_FIELDS = (
+    "user",
+    "item",
+    "timestamp",
+    "split",
+    "in_ctx",
+    "dur",
+    "dur_ok",
+    "rating",
+    "rating_ok",
+)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -264,32 +276,19 @@ def with_targets(p: ds.Prepared, chosen: np.ndarray) -> ds.Prepared:
     lengths = np.diff(p.offsets)
     offsets = np.concatenate([[0], np.cumsum(lengths + add)])
     old = np.arange(len(p.item)) + (offsets[:-1] - p.offsets[:-1])[p.user]
-    slot = offsets[1:][add > 0] - 1
-    n = int(offsets[-1])
+    slot = offsets[1:][add > 0] - 1  # the held-out events; their other fields stay 0
 
-    def spread(a, fill=0):
-        out = np.full(n, fill, np.asarray(a).dtype)
+    def spread(a):
+        out = np.zeros(int(offsets[-1]), np.asarray(a).dtype)
         out[old] = a
         return out
 
-    split = spread(np.zeros(len(p.item), np.int8))
-    split[slot] = ds.TEST
-    ts = spread(p.timestamp)
-    ts[slot] = np.where(lengths[add > 0] > 0, ts[np.maximum(slot - 1, 0)], 0.0)
-    return dataclasses.replace(
-        p,
-        offsets=offsets,
-        user=np.repeat(np.arange(p.n_users), lengths + add),
-        item=spread(p.item),
-        timestamp=ts,
-        split=split,
-        in_ctx=spread(p.in_ctx),
-        dur=spread(p.dur),
-        dur_ok=spread(p.dur_ok, False),
-        rating=spread(p.rating),
-        rating_ok=spread(p.rating_ok, False),
-        all_past_visible=False,
-    )
+    fields = {f: spread(getattr(p, f)) for f in _EVENT_FIELDS if f not in ("user", "split")}
+    fields["split"] = spread(np.full(len(p.item), ds.TRAIN, np.int8))
+    fields["split"][slot] = ds.TEST
+    fields["timestamp"][slot] = fields["timestamp"][np.maximum(slot - 1, 0)]  # never read
+    fields["user"] = np.repeat(np.arange(p.n_users), lengths + add)
+    return dataclasses.replace(p, offsets=offsets, all_past_visible=False, **fields)
 
 
 def from_prepared(art: Artifacts, p: ds.Prepared, lo: int, hi: int) -> UserInputs:
@@ -318,19 +317,6 @@ def from_prepared(art: Artifacts, p: ds.Prepared, lo: int, hi: int) -> UserInput
         np.bincount(person[sub.item == 0], minlength=n),
         np.zeros(n, bool),
     )
-
-
-_EVENT_FIELDS = (
-    "user",
-    "item",
-    "timestamp",
-    "split",
-    "in_ctx",
-    "dur",
-    "dur_ok",
-    "rating",
-    "rating_ok",
-)
 
 
 def person_chunks(seq_owner: np.ndarray, size: int) -> list[tuple[int, int]]:
