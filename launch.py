@@ -35,10 +35,26 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "Multi-host: this process, 0-based.")
+_RECOMMEND = flags.DEFINE_bool(
+    "recommend", False, "Write --out: top --k items per user of the finished run in --workdir."
+)
+_EXPORT = flags.DEFINE_bool(
+    "export", False, "Write --out DIR: the run's scoring function (jax.export) and parameters."
+)
+_K = flags.DEFINE_integer("k", 10, "--recommend: items per user.")
+_OUT = flags.DEFINE_string("out", None, "--recommend: .csv/.tsv/.parquet file; --export: DIR.")
+_EVENTS = flags.DEFINE_string(
+    "events", None, "--recommend: the users' events (default: the training users' histories)."
+)
+_EXCLUDE_SEEN = flags.DEFINE_bool("exclude_seen", True, "--recommend: never recommend seen items.")
 flags.register_multi_flags_validator(
-    ["config", "workdir", "report"],
-    lambda f: f["report"] is not None or (f["config"] is not None and f["workdir"] is not None),
-    message="--config and --workdir are required (unless --report DIR is given)",
+    ["config", "workdir", "report", "recommend", "export"],
+    lambda f: (
+        f["report"] is not None
+        or (f["workdir"] is not None and (f["config"] is not None or f["recommend"] or f["export"]))
+    ),
+    message="--config and --workdir are required (only --workdir with --recommend or --export; "
+    "neither with --report DIR)",
 )
 
 
@@ -58,6 +74,16 @@ def main(argv):
     )
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
+    if _RECOMMEND.value or _EXPORT.value:  # read-only uses of a finished run
+        from durgru_jax import recommend_cli
+
+        if _EXPORT.value:
+            recommend_cli.export(_WORKDIR.value, _OUT.value)
+        else:
+            recommend_cli.recommend(
+                _WORKDIR.value, _OUT.value, _K.value, _EVENTS.value, _EXCLUDE_SEEN.value
+            )
+        return
     runner.dispatch(
         _CONFIG.value,
         _WORKDIR.value,

@@ -30,6 +30,7 @@ from absl import logging
 
 from durgru_jax import model as model_lib
 from durgru_jax import parallel, repeat, run_lib
+from durgru_jax.artifacts import save_artifacts
 from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.sources import load_prepared
@@ -219,6 +220,8 @@ def finish(run: Run, state) -> dict:
         "data": p.info,
         "model": dataclasses.asdict(rc.model),
     }
+    # Before results.json: a finished run can recommend (`durgru_jax.recommend`).
+    save_artifacts(run.workdir, run.config, p, rc)
     run_lib.write_json(os.path.join(run.workdir, "results.json"), results)
     run.log.write({"step": steps, "final": True} | metrics)
     return results
