@@ -24,8 +24,8 @@ the codes and writes the codes of all rows to a temporary file (each block's col
 narrowest of 1, 2 or 4 bytes), so the row count and split are known at its end; the counts
 of the validation and test rows (read back from the file) are then subtracted, leaving
 training counts, and pass 2 maps the codes to tokens through one table per field. Output, in
-a cache folder keyed by a hash of the preprocessing options and the source file's path, size
-and mtime (memory-mapped at training time):
+a cache folder keyed by a hash of the preprocessing options, the source file's path, size
+and mtime, and the source code of both Criteo modules (memory-mapped at training time):
 
 * ``tokens.npy``: ``int32 [rows, 39]`` (I1..I13, C1..C26);
 * ``labels.npy``: ``int8 [rows]``;
@@ -49,6 +49,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -65,6 +66,7 @@ from durgru_jax.ctr.criteo_format import (
     iter_blocks,
     key_to_text,
 )
+from durgru_jax.data.cache import code_fingerprint
 
 __all__ = [
     "CAT_FIELDS",
@@ -200,14 +202,22 @@ class Prepared:
         return slice(lo, hi)
 
 
+def code_files() -> list[Path]:
+    """The source files behind a prepared dataset: every ``criteo*.py`` module of this
+    package (the reader of `durgru_jax.ctr.criteo_format` and this preprocessing)."""
+    return sorted(Path(__file__).resolve().parent.glob("criteo*.py"))
+
+
 def cache_key(path: str | os.PathLike[str], options: dict) -> str:
-    """Hash of the preprocessing options and the source file's identity (path, size, mtime)."""
+    """Hash of the preprocessing options, the source file's identity (path, size, mtime) and
+    the code that prepares it (`code_files`: any edit of the parser gives a new key)."""
     st = os.stat(path)
     ident = {
         "path": os.path.abspath(os.fspath(path)),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "version": _FORMAT_VERSION,
+        "code": code_fingerprint(code_files()),
         "options": options,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
