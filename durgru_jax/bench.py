@@ -195,7 +195,7 @@ def run(config, workdir: str) -> dict:
     eb = rc.eval.batch_size
     item_chunk = min(rc.eval.item_chunk, n_items + 1)
     if rc.loss.target == "full":  # rows of the fused softmax held at once
-        rows = min(max(8, loss_lib._SOFTMAX_CHUNK_ELEMENTS // (n_items + 1) // 8 * 8), bs * t)
+        rows = loss_lib._row_chunks(bs * t, n_items + 1)[0]
         loss_block = rows * (n_items + 1)
     else:  # B*T rows against the positive, the B in-batch and the S sampled candidates
         loss_block = bs * t * (1 + bs + rc.loss.n_sampled)

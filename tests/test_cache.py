@@ -174,6 +174,19 @@ def test_key_depends_on_config_size_and_mtime_only(tmp_path):
         cache.cache_key(cfg, [str(tmp_path / "missing")])
 
 
+def test_key_follows_the_code_of_every_data_module(tmp_path, monkeypatch):
+    names = {f.relative_to(cache._PKG).as_posix() for f in cache.pipeline_files()}
+    # The readers package (the parsing code) is covered, not only the top-level modules.
+    assert {"data/cache.py", "data/readers/generic.py", "duration.py"} <= names
+    module = tmp_path / "reader.py"
+    module.write_text("x = 1\n")
+    monkeypatch.setattr(cache, "pipeline_files", lambda: [module])
+    k = cache.cache_key({"source": "synthetic"}, [])
+    assert cache.cache_key({"source": "synthetic"}, []) == k
+    module.write_text("x = 2\n")
+    assert cache.cache_key({"source": "synthetic"}, []) != k
+
+
 def test_synthetic_keys_on_config_alone(tiny_config):
     k = cache.cache_key(tiny_config.data, [])
     assert k == cache.cache_key(tiny_config.data.to_dict(), [])

@@ -221,6 +221,21 @@ def test_failed_preprocessing_never_touches_the_cache(tmp_path):
     np.testing.assert_array_equal(np.load(Path(first.dir) / "tokens.npy"), tokens)
 
 
+def test_cache_key_follows_the_parsing_code(tmp_path, monkeypatch):
+    # Both modules are hashed: the parser (criteo_format) as well as the preprocessing.
+    assert [f.name for f in criteo.code_files()] == ["criteo.py", "criteo_format.py"]
+    path = tmp_path / "train.txt"
+    path.write_text(_tsv(_ROWS))
+    k = criteo.cache_key(path, {"min_count": 1})
+    assert criteo.cache_key(path, {"min_count": 1}) == k
+    parser = tmp_path / "criteo_format.py"
+    parser.write_bytes(criteo.code_files()[1].read_bytes())
+    monkeypatch.setattr(criteo, "code_files", lambda: [parser])
+    k_copy = criteo.cache_key(path, {"min_count": 1})
+    parser.write_bytes(parser.read_bytes() + b"# an edit\n")
+    assert criteo.cache_key(path, {"min_count": 1}) not in (k, k_copy)
+
+
 # ------------------------------------------------------------------------- preprocessing
 
 

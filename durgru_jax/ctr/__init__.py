@@ -1,7 +1,8 @@
 """Click-through-rate prediction on Criteo.
 
-* `durgru_jax.ctr.criteo`: streaming reader of the Kaggle files and cached preprocessing to
-  39 tokens per impression;
+* `durgru_jax.ctr.criteo_format`: streaming reader of the Kaggle files (layout, blocks,
+  vectorised parsing, bad rows);
+* `durgru_jax.ctr.criteo`: cached preprocessing to 39 tokens per impression;
 * `durgru_jax.ctr.model`: the GRU/aGRU cells of paper 000 reading an impression's fields as a
   sequence, and logistic regression on hashed features;
 * `durgru_jax.ctr.train`: ``run(config, workdir)``, the task behind ``configs/criteo.py``;

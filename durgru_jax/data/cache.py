@@ -16,8 +16,9 @@ A cache entry is one directory ``<cache_dir>/<key>/`` holding every array field 
 * each source file's resolved absolute path, size and ``st_mtime_ns`` (a directory counts as
   every file below it);
 * :data:`CACHE_VERSION` (bump it when the storage layout changes) and a fingerprint of the
-  source code of the data pipeline (every ``durgru_jax/data/*.py`` and
-  ``durgru_jax/duration.py``), so changing how data is prepared never serves stale arrays.
+  source code of the data pipeline (every ``.py`` file under ``durgru_jax/data/``, the
+  ``readers`` package included, and ``durgru_jax/duration.py``: :func:`pipeline_files`), so
+  changing how data is prepared never serves stale arrays.
 
 Synthetic sources have no file: they key on the config alone.
 
@@ -138,16 +139,24 @@ def _file_identity(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [{"path": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns}]
 
 
-def code_fingerprint() -> str:
-    """sha256 of the data pipeline's source files (any edit invalidates every entry)."""
+def pipeline_files() -> list[Path]:
+    """The data pipeline's source files: every ``.py`` under ``durgru_jax/data/``, its
+    sub-packages included (a module split into a package stays covered), and
+    ``durgru_jax/duration.py``."""
+    return sorted((_PKG / "data").rglob("*.py")) + [_PKG / "duration.py"]
+
+
+def code_fingerprint(files: Sequence[Path] | None = None) -> str:
+    """sha256 of source files, each named by its path below ``durgru_jax/`` (any edit
+    invalidates every entry keyed on it); by default `pipeline_files`."""
     h = hashlib.sha256()
-    files = sorted((_PKG / "data").glob("*.py")) + [_PKG / "duration.py"]
-    for f in files:
+    for f in pipeline_files() if files is None else files:
         try:
             data = f.read_bytes()
         except OSError:
             continue
-        h.update(f.name.encode() + b"\0" + data + b"\0")
+        name = os.path.relpath(f, _PKG).replace(os.sep, "/")
+        h.update(name.encode() + b"\0" + data + b"\0")
     return h.hexdigest()
 
 
