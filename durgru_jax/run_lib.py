@@ -1,4 +1,4 @@
-"""What every run shares: its results files, checkpoints, and the rules of selection and stopping.
+"""What every run shares: its results files, its workdir lock, the rules of selection and stopping.
 
 One copy for the single run (`train`), the vectorised sweep (`vsweep`), the CTR task
 (`ctr.train`), the baselines and the benchmark:
