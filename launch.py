@@ -3,12 +3,21 @@
 Overrides: ``--config.model.duration_mode=none``; config variants:
 ``--config configs/x.py:variant``. The flags go to `durgru_jax.runner.dispatch`, which
 decides what to run.
+
+An error the user can act on (a bad command line or config value, a data file missing or
+malformed, a workdir in use, a disk full: `durgru_jax.errors.UserError`, or a missing input
+file) is printed as one line, ``error: <message>``, with exit status 2; ``--verbose`` (or
+``-v 1``) shows its traceback instead.
 """
+
+import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from durgru_jax import parallel, runner
+from durgru_jax.errors import UserError, one_line
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True
@@ -47,6 +56,9 @@ _EVENTS = flags.DEFINE_string(
     "events", None, "--recommend: the users' events (default: the training users' histories)."
 )
 _EXCLUDE_SEEN = flags.DEFINE_bool("exclude_seen", True, "--recommend: never recommend seen items.")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "On an error, show its traceback, not just its one-line message."
+)
 flags.register_multi_flags_validator(
     ["config", "workdir", "report", "recommend", "export"],
     lambda f: (
@@ -65,6 +77,38 @@ class _DropLibraryChatter:
         return record.levelno >= 30 or "/orbax/" not in record.pathname
 
 
+def _fail(error: BaseException) -> None:
+    """Prints ``error`` as one line and exits with status 2."""
+    print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _verbose(argv=()) -> bool:
+    if "--verbose" in argv:  # the flags may not be parsed yet
+        return True
+    return flags.FLAGS.is_parsed() and (_VERBOSE.value or flags.FLAGS.verbosity >= 1)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing; a bad command line (a flag, a config key or value) is one line."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - whatever the parser raises is about argv
+        if _verbose(argv):
+            raise
+        _fail(e)
+
+
+def _config():
+    """``--config``'s ConfigDict; a missing config file raises FileNotFoundError."""
+    if flags.FLAGS["config"].value is None:
+        return None
+    path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "no such config file", path)
+    return _CONFIG.value
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -72,30 +116,35 @@ def main(argv):
     parallel.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value
     )
-    logging.set_verbosity(logging.INFO)
+    logging.set_verbosity(max(logging.get_verbosity(), logging.INFO))
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
-    if _RECOMMEND.value or _EXPORT.value:  # read-only uses of a finished run
-        from durgru_jax import recommend_cli
+    try:
+        if _RECOMMEND.value or _EXPORT.value:  # read-only uses of a finished run: no lock
+            from durgru_jax import recommend_cli
 
-        if _EXPORT.value:
-            recommend_cli.export(_WORKDIR.value, _OUT.value)
-        else:
-            recommend_cli.recommend(
-                _WORKDIR.value, _OUT.value, _K.value, _EVENTS.value, _EXCLUDE_SEEN.value
-            )
-        return
-    runner.dispatch(
-        _CONFIG.value,
-        _WORKDIR.value,
-        sweep_path=config_flags.get_config_filename(flags.FLAGS["config"])
-        if _SWEEP.value
-        else None,
-        vectorize=_SWEEP_VECTORIZE.value,
-        max_vmap=_SWEEP_MAX_VMAP.value,
-        report=_REPORT.value,
-        report_baseline=_REPORT_BASELINE.value,
-    )
+            if _EXPORT.value:
+                recommend_cli.export(_WORKDIR.value, _OUT.value)
+            else:
+                recommend_cli.recommend(
+                    _WORKDIR.value, _OUT.value, _K.value, _EVENTS.value, _EXCLUDE_SEEN.value
+                )
+            return
+        runner.dispatch(
+            _config(),
+            _WORKDIR.value,
+            sweep_path=config_flags.get_config_filename(flags.FLAGS["config"])
+            if _SWEEP.value
+            else None,
+            vectorize=_SWEEP_VECTORIZE.value,
+            max_vmap=_SWEEP_MAX_VMAP.value,
+            report=_REPORT.value,
+            report_baseline=_REPORT_BASELINE.value,
+        )
+    except (UserError, FileNotFoundError) as e:
+        if _verbose():
+            raise
+        _fail(e)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -39,6 +39,7 @@ from durgru_jax import parallel
 from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data import sources
+from durgru_jax.errors import UserError
 from durgru_jax.run_lib import jsonable
 
 DIRNAME = "artifacts"
@@ -46,7 +47,7 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 
 
-class MissingArtifactsError(FileNotFoundError):
+class MissingArtifactsError(FileNotFoundError, UserError):
     """A run directory without (complete) artifacts."""
 
 

@@ -43,6 +43,7 @@ from durgru_jax.config import from_config
 from durgru_jax.ctr.bench import peak_rss_bytes
 from durgru_jax.data import dataset as ds
 from durgru_jax.evaluate import evaluate
+from durgru_jax.files import write_atomic
 from durgru_jax.lifecycle import new_state
 from durgru_jax.metrics import rank_and_topk
 from durgru_jax.run_lib import jsonable, write_json
@@ -380,8 +381,10 @@ def run_data(config, workdir: str) -> dict:
         "peak_rss_bytes": peak_rss_bytes(),
         "info": {k: v for k, v in p.info.items() if not isinstance(v, (list, dict))},
     }
-    with open(os.path.join(workdir, "bench_data.json"), "w") as f:
-        json.dump(out, f, indent=2, default=str)
+    write_atomic(
+        os.path.join(workdir, "bench_data.json"),
+        lambda f: json.dump(out, f, indent=2, default=str),
+    )
     logging.info("data bench: %s", json.dumps(out, indent=2, default=str))
     return out
 

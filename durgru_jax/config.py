@@ -18,9 +18,10 @@ from typing import Any
 
 from durgru_jax.attention import ATTENTION_CELLS
 from durgru_jax.cells import CELLS, DURATION_MODES
+from durgru_jax.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UserError):
     """A config value that cannot work, with the dotted key that holds it."""
 
 

@@ -2,8 +2,8 @@
 vectorised sweep (`durgru_jax.vsweep`, K stacked runs each living this lifecycle).
 
 * `setup`: the data, the typed config and, with a workdir, the run's files (``config.json``,
-  ``metrics.jsonl``, `run_lib.Checkpoints`); `init_params` / `new_state`: the train state a
-  fresh run starts from (`run_lib.Checkpoints.restore` then resumes a saved one);
+  ``metrics.jsonl``, `checkpoints.Checkpoints`); `init_params` / `new_state`: the train state a
+  fresh run starts from (`checkpoints.Checkpoints.restore` then resumes a saved one);
 * `validate_along`: validation records every ``train.eval_every_steps`` steps;
 * `end_of_epoch`: the epoch's bookkeeping, validation and model selection
   (`run_lib.select_and_stop`), the ``max_steps`` / time-budget stops, the ``ckpt/latest`` save;
@@ -28,8 +28,8 @@ import numpy as np
 import optax
 from absl import logging
 
+from durgru_jax import checkpoints, parallel, repeat, run_lib
 from durgru_jax import model as model_lib
-from durgru_jax import parallel, repeat, run_lib
 from durgru_jax.artifacts import save_artifacts
 from durgru_jax.config import RunConfig, from_config
 from durgru_jax.data import dataset as ds
@@ -51,7 +51,7 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     log: run_lib.Jsonl | None = None
-    ckpts: run_lib.Checkpoints | None = None
+    ckpts: checkpoints.Checkpoints | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=run_lib.new_meta)
     error: str = ""  # why a run of a vectorised group stopped alone (non-finite loss)
     who: str = ""  # prefix of its log lines ("" for a run alone)
@@ -110,7 +110,7 @@ def setup(config, workdir: str | None, who: str = "") -> Run:
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         log=log,
-        ckpts=run_lib.Checkpoints(workdir) if workdir is not None else None,
+        ckpts=checkpoints.Checkpoints(workdir) if workdir is not None else None,
         who=who,
     )
 
@@ -186,7 +186,7 @@ def end_of_epoch(
             select_metric=sel,
             patience=tc.patience,
             epoch=epoch,
-            on_best=lambda: run.ckpts.save_best(step, state),
+            on_best=lambda: run.ckpts.save_best(step, state, epoch),
             log=run.log,
             record={"step": step, "epoch": epoch},
             who=run.who,
@@ -203,7 +203,7 @@ def finish(run: Run, state) -> dict:
     valid and test, with the popularity baseline; writes ``results.json`` and the final
     ``metrics.jsonl`` line; returns the results."""
     rc, p = run.rc, run.prepared
-    params, best_step = run.ckpts.best_params(state)
+    params, best_step = run.ckpts.best_params(state, run.meta["best_epoch"])
     metrics = {}
     metrics.update(evaluate(params, rc, run.valid_ex, p.n_items, "valid"))
     metrics.update(evaluate(params, rc, run.test_ex, p.n_items, "test"))

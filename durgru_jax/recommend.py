@@ -38,8 +38,10 @@ from durgru_jax import artifacts as artifacts_lib
 from durgru_jax import model as model_lib
 from durgru_jax import parallel
 from durgru_jax import recommend_inputs as inputs
+from durgru_jax.checkpoints import CheckpointMismatchError
 from durgru_jax.config import RunConfig
 from durgru_jax.data import dataset as ds
+from durgru_jax.errors import UserError
 from durgru_jax.evaluate import _eval_forward
 from durgru_jax.metrics import rank_and_topk
 
@@ -51,12 +53,8 @@ BATCH_SIZE = 128
 _USER_CHUNK = 65536  # users featurised at once by recommend_many (bounds host memory)
 
 
-class RunNotReadyError(FileNotFoundError):
+class RunNotReadyError(FileNotFoundError, UserError):
     """The directory holds no finished run (no results, artifacts or checkpoint)."""
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint's parameters do not have the shapes the saved config implies."""
 
 
 @dataclasses.dataclass(frozen=True)

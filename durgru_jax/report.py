@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from durgru_jax.files import write_atomic
 from durgru_jax.stats import TTest, mean_std, paired_t_test, welch_t_test
 from durgru_jax.sweep import run_name
 
@@ -518,7 +519,8 @@ def write_figures(sweeps: Sequence[Sweep], out_dir: str) -> list[tuple[str, str]
     out = []
 
     def save(fig, name, caption):
-        fig.savefig(os.path.join(out_dir, name), dpi=110)
+        write_atomic(os.path.join(out_dir, name), lambda f: fig.savefig(f, format="png", dpi=110),
+                     binary=True)  # fmt: skip
         out.append((name, caption))
 
     with_curves = [s for s in sweeps if len(group_curve(s.reference, curve_metric(s))[0])]
@@ -605,7 +607,5 @@ def write_report(path: str, baseline: str | None = None, figures: bool = True) -
             "runs' selection metric."
         )
     out = os.path.join(path, "report.md")
-    with open(out + ".tmp", "w") as f:
-        f.write("\n".join(lines).rstrip() + "\n")
-    os.replace(out + ".tmp", out)
+    write_atomic(out, lambda f: f.write("\n".join(lines).rstrip() + "\n"))
     return out

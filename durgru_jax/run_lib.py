@@ -1,12 +1,15 @@
-"""What every run shares: its results files, checkpoints, and the rules of selection and stopping.
+"""What every run shares: its results files, its workdir lock, the rules of selection and stopping.
 
 One copy for the single run (`train`), the vectorised sweep (`vsweep`), the CTR task
 (`ctr.train`), the baselines and the benchmark:
 
-* files: `write_json` (atomic: a temporary name, then a rename), `Jsonl` (``metrics.jsonl``),
+* files: `write_json` (whole or not at all: `durgru_jax.files`) and `Jsonl`
+  (``metrics.jsonl``), raising `errors.RunWriteError` naming the file when a write fails;
   `jsonable` (numpy / JAX scalars and non-finite floats made JSON-safe);
-* init-or-restore: `Checkpoints` (the ``ckpt/latest`` and ``ckpt/best`` orbax managers) and
-  `new_meta` (a run's progress record, saved beside its state);
+* one run per workdir: `holding_workdir` / `locks_workdir` (`workdir_lock.WorkdirLock` held
+  by the run's entry points);
+* init-or-restore: `new_meta` (a run's progress record, saved beside its state in the
+  checkpoints of `durgru_jax.checkpoints`);
 * select-and-stop: `select_and_stop` (best validation metric, patience), `out_of_time`,
   `higher_is_better`, and `train_summary` (the ``train`` block of ``results.json``);
 * the one non-finite-loss check: `check_finite` raising `NonFiniteLossError`.
@@ -17,19 +20,25 @@ The recommender run built from these (setup, the end of an epoch, the final test
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 
-from durgru_jax import parallel
+from durgru_jax import files, parallel
+from durgru_jax.workdir_lock import WorkdirLock
+
+if TYPE_CHECKING:
+    from durgru_jax.checkpoints import Checkpoints
 
 # ------------------------------------------------------------------------------------ files
 
@@ -58,17 +67,16 @@ def jsonable(x: Any, *, exact: bool = False) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Writes ``obj`` to ``path`` atomically (process 0 only on a multi-host run)."""
+    """Writes ``obj`` to ``path`` atomically (`files.write_atomic`; process 0 only on a
+    multi-host run)."""
     if not parallel.is_primary():
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(jsonable(obj), f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    files.write_atomic(path, lambda f: json.dump(jsonable(obj), f, indent=2, sort_keys=True))
 
 
 class Jsonl:
-    """An append-only JSON-lines log (``metrics.jsonl``); process 0 writes."""
+    """An append-only JSON-lines log (``metrics.jsonl``), one whole line per record
+    (`files.append_whole`); process 0 writes."""
 
     def __init__(self, path: str):
         self.path = path
@@ -76,8 +84,54 @@ class Jsonl:
     def write(self, record: Mapping[str, Any]) -> None:
         if not parallel.is_primary():
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(jsonable(record)) + "\n")
+        files.append_whole(self.path, (json.dumps(jsonable(record)) + "\n").encode())
+
+
+# --------------------------------------------------------------------- one run per workdir
+
+_HELD: dict[str, list] = {}  # real path -> [WorkdirLock, depth]
+
+
+@contextlib.contextmanager
+def holding_workdir(workdir: str) -> Iterator[None]:
+    """Holds the lock of ``workdir`` (`workdir_lock.WorkdirLock`: a second run on it is
+    refused with `workdir_lock.WorkdirBusyError`, naming the workdir and the holder's pid).
+    Process 0 holds it for a multi-host run. Re-entrant within a process: an entry point that
+    calls another on the same workdir (`runner.run` -> `train.train_and_evaluate`) holds it
+    once."""
+    if not parallel.is_primary():
+        yield
+        return
+    os.makedirs(workdir, exist_ok=True)
+    key = os.path.realpath(workdir)
+    if key in _HELD:
+        _HELD[key][1] += 1
+    else:
+        _HELD[key] = [WorkdirLock(workdir).acquire(), 1]
+    try:
+        yield
+    finally:
+        _HELD[key][1] -= 1
+        if not _HELD[key][1]:
+            _HELD.pop(key)[0].release()
+
+
+def locks_workdir(fn: Callable) -> Callable:
+    """Decorator of a run's entry points: ``fn``'s ``workdir`` argument (a path), or each of
+    its ``workdirs`` (a vectorised group), is held (`holding_workdir`) while ``fn`` runs,
+    before it writes anything there."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs).arguments
+        workdirs = [bound["workdir"]] if "workdir" in bound else list(bound["workdirs"])
+        with contextlib.ExitStack() as stack:
+            for w in workdirs:
+                stack.enter_context(holding_workdir(w))
+            return fn(*args, **kwargs)
+
+    return locked
 
 
 def eta(seconds: float) -> str:
@@ -104,67 +158,6 @@ def new_meta() -> dict[str, Any]:
         "train_events": 0,
         "done": False,
     }
-
-
-class Checkpoints:
-    """A run's ``ckpt/latest`` (state + meta, for resuming) and ``ckpt/best`` (the state of
-    the best validation metric) orbax managers, one checkpoint kept in each."""
-
-    def __init__(self, workdir: str):
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-        self.directory = os.path.abspath(os.path.join(workdir, "ckpt"))
-        self.latest = ocp.CheckpointManager(os.path.join(self.directory, "latest"), options=options)
-        self.best = ocp.CheckpointManager(os.path.join(self.directory, "best"), options=options)
-        self.abstract = None
-
-    def restore(self, state: Any, who: str = "") -> tuple[Any, dict[str, Any]]:
-        """``(state, meta)`` of the last ``ckpt/latest`` checkpoint, else the fresh ``state``
-        and `new_meta`. ``state`` gives the structure, shapes, dtypes and shardings restored."""
-        self.abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        step = self.latest.latest_step()
-        if step is None:
-            return state, new_meta()
-        restored = self.latest.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(self.abstract), meta=ocp.args.JsonRestore()
-            ),
-        )
-        meta = dict(restored.meta)
-        logging.info("%sresumed from %s at step %d (epoch %d)", who, self.directory, step,
-                     meta["epoch"])  # fmt: skip
-        return restored.state, meta
-
-    def save_latest(self, step: int, state: Any, meta: Mapping[str, Any]) -> None:
-        self.latest.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta))
-            ),
-        )
-        self.latest.wait_until_finished()
-
-    def save_best(self, step: int, state: Any) -> None:
-        # A run killed between this save and the next ``latest`` one re-evaluates the epoch on
-        # resume and finds its best checkpoint already written.
-        if self.best.latest_step() != step:
-            self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-            self.best.wait_until_finished()
-
-    def best_params(self, state: Any) -> tuple[Any, int | None]:
-        """``(params, step)`` of ``ckpt/best``; ``state``'s own and None if it holds none (no
-        validation ran)."""
-        step = self.best.latest_step()
-        if step is None:
-            return state["params"], None
-        restored = self.best.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(self.abstract))
-        )
-        return restored.state["params"], step
-
-    def close(self) -> None:
-        self.latest.close()
-        self.best.close()
 
 
 # ------------------------------------------------------------------------ select-and-stop

@@ -14,7 +14,7 @@ import ml_collections
 from absl import logging
 
 from durgru_jax.base_config import apply_override
-from durgru_jax.run_lib import write_json
+from durgru_jax.run_lib import locks_workdir, write_json
 from durgru_jax.train import train_and_evaluate
 
 
@@ -47,8 +47,10 @@ def dispatch(
     return run(config, workdir)
 
 
+@locks_workdir
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """One run of ``config`` in ``workdir``, by its task, the one place that dispatches on it:
+    """One run of ``config`` in ``workdir`` (holding its lock: one run per workdir), by its
+    task, the one place that dispatches on it:
 
     * ``config.task == "baseline"``: `durgru_jax.baselines.run` (so a sweep can mix the model
       with baselines, as ``configs/paper001.py`` does);

@@ -9,7 +9,8 @@ A config module may define ``sweep(add)``; each ``add(**overrides)`` call declar
                 add(**{"optim.learning_rate": lr, "seed": seed})
 
 Each run trains in its own sub-directory ``W/<name>`` (resuming there if it was interrupted,
-skipped if its ``results.json`` exists) and ``W/summary.csv`` gets one row per finished run:
+skipped if its ``results.json`` exists; the sweep holds the lock of ``W`` and each run that of
+its sub-directory) and ``W/summary.csv`` gets one row per finished run:
 its overrides, seed, every metric and the training seconds. An interrupted sweep started again
 with the same command continues where it stopped.
 
@@ -31,7 +32,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from durgru_jax import base_config, runner, vsweep
+from durgru_jax import base_config, files, run_lib, runner, vsweep
 
 
 def load_sweep(config_path: str) -> Callable[[Callable[..., None]], None]:
@@ -81,6 +82,7 @@ def apply(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]):
     return base_config.set_overrides(ml_collections.ConfigDict(config.to_dict()), overrides)
 
 
+@run_lib.locks_workdir
 def run_sweep(
     config: ml_collections.ConfigDict,
     config_path: str,
@@ -103,8 +105,10 @@ def run_sweep(
     groups = _vector_groups(config, workdir, runs, max_vmap) if vectorize else {}
     train_fn = train_fn or runner.run
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "sweep.json"), "w") as f:
-        json.dump({"config": config_path, "runs": runs}, f, indent=2, default=str)
+    files.write_atomic(
+        os.path.join(workdir, "sweep.json"),
+        lambda f: json.dump({"config": config_path, "runs": runs}, f, indent=2, default=str),
+    )
     rows = []
     for i, overrides in enumerate(runs):
         name = run_name(overrides)
@@ -165,10 +169,11 @@ def write_summary(workdir: str, rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cols += [c for c in r if c not in cols]
     path = os.path.join(workdir, "summary.csv")
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+
+    def write(f):
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+
+    files.write_atomic(path, write)
     return path

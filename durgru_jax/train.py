@@ -2,10 +2,12 @@
 
 `train_and_evaluate(config, workdir)`:
 
-* writes ``config.json``, appends to ``metrics.jsonl``, checkpoints to ``ckpt/latest`` (for
+* holds the workdir's lock (one run per workdir: `run_lib.locks_workdir`), writes
+  ``config.json``, appends to ``metrics.jsonl``, checkpoints to ``ckpt/latest`` (for
   resuming) and ``ckpt/best`` (best validation metric), and finally ``results.json`` (the
   lifecycle shared with the vectorised sweep: `durgru_jax.lifecycle`);
-* resumes automatically from ``ckpt/latest``. Batches depend only on ``(seed, epoch)`` and the
+* resumes automatically from ``ckpt/latest`` (from the previous checkpoint if the newest is
+  damaged: `durgru_jax.checkpoints`). Batches depend only on ``(seed, epoch)`` and the
   step's randomness on ``fold_in(seed, step)``, so a resumed run replays the uninterrupted
   one exactly;
 * stops early on the validation metric and reports test metrics of the best checkpoint (the
@@ -24,7 +26,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from durgru_jax import bptt, lifecycle, parallel, run_lib
+from durgru_jax import bptt, fault_injection, lifecycle, parallel, run_lib
 from durgru_jax import loss as loss_lib
 from durgru_jax import optim as optim_lib
 from durgru_jax.config import RunConfig
@@ -116,6 +118,7 @@ def make_train_step(
     return jax.jit(step_fn, donate_argnums=0, **jit_kw)
 
 
+@run_lib.locks_workdir
 def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = None) -> dict:
     """Trains, selects on validation, evaluates on test; returns the results dict.
 
@@ -191,6 +194,7 @@ def _train_epoch(run: lifecycle.Run, state, train_step, place_batch, epoch: int)
         events += int(np.sum(batch["mask"] & (batch["targets"] > 0)))
         state, parts = train_step(state, place_batch(batch))
         step += 1
+        fault_injection.point("train_step")  # tests: a kill -9 mid-epoch
         if every and step % every == 0:
             dt = lifecycle.validate_along(state, [(run, state["params"], step, epoch)], t0)
             t0, last_log_t = t0 + dt, last_log_t + dt

@@ -16,7 +16,8 @@ Each of the K models computes exactly what it would compute alone in
 
 Every run keeps its own ``workdir`` with the files of a single run (``config.json``,
 ``metrics.jsonl``, ``ckpt/latest``, ``ckpt/best``, ``results.json``), so an interrupted group
-resumes per run, from a group or from single-run checkpoints alike.
+resumes per run, from a group or from single-run checkpoints alike; the group holds the lock of
+every one of them (`run_lib.locks_workdir`).
 
 Not vectorised (the run goes alone instead): anything that changes the compiled step or the
 data shapes, e.g. ``model.dropout`` or ``loss.aux_weight`` (Python-level switches in
@@ -170,6 +171,7 @@ def stacked_inputs(runs: Sequence[Run]) -> tuple[jax.Array, jax.Array, jax.Array
     )
 
 
+@run_lib.locks_workdir
 def train_and_evaluate_many(
     configs: Sequence[ml_collections.ConfigDict],
     workdirs: Sequence[str],
@@ -395,6 +397,7 @@ def _end_of_epoch(g: _Group, training, epochs, parts, events, seconds: float) ->
         )
 
 
+@run_lib.locks_workdir
 def run_many(
     configs: Sequence[ml_collections.ConfigDict],
     workdirs: Sequence[str],

@@ -44,13 +44,15 @@ from typing import Any
 
 from absl import logging
 
+from durgru_jax.errors import RunWriteError, UserError
+
 LOCK_NAME = ".lock"
 # flock errors that mean "this filesystem cannot lock", not "someone holds the lock".
 _NO_FLOCK = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
 _MAX_COMMAND = 300
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirBusyError(RuntimeError, UserError):
     """The workdir is locked by another run; the message names the workdir and the holder."""
 
     def __init__(self, workdir: str, holder: dict[str, Any] | None, hint: str = "") -> None:
@@ -101,7 +103,8 @@ def _read_fd(fd: int) -> dict[str, Any] | None:
     return _parse(b"".join(chunks).decode("utf-8", errors="replace"))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -155,9 +158,18 @@ class WorkdirLock:
         self.release()
 
     def acquire(self) -> WorkdirLock:
-        """Takes the lock or raises :class:`WorkdirBusyError`; returns ``self``."""
+        """Takes the lock or raises :class:`WorkdirBusyError`; returns ``self``. A lock file
+        that cannot be written (disk full, read-only) raises `errors.RunWriteError`."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path}: this WorkdirLock is already held")
+        try:
+            return self._acquire()
+        except RunWriteError:
+            raise
+        except OSError as e:
+            raise RunWriteError.of(self.path, e) from e
+
+    def _acquire(self) -> WorkdirLock:
         os.makedirs(self.workdir, exist_ok=True)
         for _ in range(100):  # retries only while holders release in between: a few at most
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -187,7 +199,7 @@ class WorkdirLock:
             os.close(fd)
             hint = f"; if no run uses it any more, remove {self.path}"
             raise WorkdirBusyError(self.workdir, holder, hint)
-        if _pid_alive(int(holder["pid"])):
+        if pid_alive(int(holder["pid"])):
             os.close(fd)
             raise WorkdirBusyError(self.workdir, holder)
         return holder

@@ -38,6 +38,15 @@ def _launch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
+def _error_line(res: subprocess.CompletedProcess) -> str:
+    """The one line a user error prints (the last of stderr): exit status 2, no traceback."""
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: "), res.stderr[-3000:]
+    return line
+
+
 def test_mistyped_config_key_fails_naming_it(tmp_path) -> None:
     res = _launch(
         "--config",
@@ -46,8 +55,31 @@ def test_mistyped_config_key_fails_naming_it(tmp_path) -> None:
         str(tmp_path / "w"),
         "--config.model.hiden_dim=5",
     )
-    assert res.returncode != 0
-    assert "hiden_dim" in res.stderr, res.stderr[-2000:]
+    line = _error_line(res)
+    assert line == 'error: \'hiden_dim\' Did you mean "hidden_dim" instead of "hiden_dim"?'
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_missing_config_file_is_one_line_and_verbose_shows_the_traceback(tmp_path) -> None:
+    args = ("--config", "configs/nope.py", "--workdir", str(tmp_path / "w"))
+    assert _error_line(_launch(*args)) == "error: no such config file: configs/nope.py"
+    res = _launch(*args, "--verbose")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+    assert "FileNotFoundError" in res.stderr and "configs/nope.py" in res.stderr
+
+
+def test_missing_data_file_is_one_line(tmp_path) -> None:
+    path = tmp_path / "ratings.dat"
+    res = _launch(
+        "--config",
+        "configs/ml1m.py",
+        "--workdir",
+        str(tmp_path / "w"),
+        f"--config.data.path={path}",
+        "--config.data.download=False",
+    )
+    line = _error_line(res)
+    assert line.startswith(f"error: ml1m: {path} not found and downloading is switched off. ")
     assert not os.path.exists(tmp_path / "w" / "results.json")
 
 
@@ -61,11 +93,21 @@ def test_malformed_movielens_row_names_file_and_line(tmp_path) -> None:
         str(tmp_path / "w"),
         f"--config.data.path={path}",
     )
-    assert res.returncode != 0
-    out = res.stdout + res.stderr
-    assert f"{path}:2" in out, out[-2000:]
-    assert "DataFormatError" in out
+    assert _error_line(res).startswith(f"error: {path}:2: ")
     assert not os.path.exists(tmp_path / "w" / "results.json")
+
+
+def test_workdir_in_use_is_refused_in_one_line(tmp_path) -> None:
+    from durgru_jax.workdir_lock import WorkdirLock
+
+    workdir = tmp_path / "w"
+    with WorkdirLock(workdir):
+        res = _launch("--config", "configs/default.py", "--workdir", str(workdir), *TINY)
+    line = _error_line(res)
+    assert line.startswith(
+        f"error: workdir {workdir} is in use by another run (pid {os.getpid()} on host "
+    )
+    assert os.listdir(workdir) == []  # nothing written by the refused run
 
 
 def test_tiny_run_writes_results(tmp_path) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import textwrap
 
 import pytest
 
 from durgru_jax import sweep
 from durgru_jax.base_config import get_base_config
+from durgru_jax.workdir_lock import WorkdirBusyError, WorkdirLock
 
 CONFIG = textwrap.dedent(
     """
@@ -91,3 +93,21 @@ def test_summary_and_resume_after_interruption(tmp_path):
     assert float(table[3]["test/ndcg@10"]) == pytest.approx(1.01)
     assert float(table[0]["seconds"]) == 1.5
     assert json.loads(table[1]["overrides"]) == {"optim.learning_rate": 0.1, "seed": 1}
+
+
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_a_sweep_or_run_directory_in_use_is_refused_before_anything_trains(tmp_path, vectorize):
+    """The sweep holds its directory, and each run (alone, or every run of a vectorised group
+    at once) holds its own: a directory another run holds stops the sweep before training."""
+    path = tmp_path / "cfg.py"
+    path.write_text(CONFIG)
+    work = tmp_path / "w"
+    with WorkdirLock(work):
+        with pytest.raises(WorkdirBusyError, match=re.escape(f"workdir {work} is in use")):
+            sweep.run_sweep(get_base_config(), str(path), str(work), vectorize=vectorize)
+    busy = work / "optim.learning_rate=0.1,seed=0"  # the first run, alone or in the group
+    with WorkdirLock(busy):
+        with pytest.raises(WorkdirBusyError, match=re.escape(f"workdir {busy} is in use")):
+            sweep.run_sweep(get_base_config(), str(path), str(work), vectorize=vectorize)
+    assert sorted(os.listdir(work)) == ["optim.learning_rate=0.1,seed=0", "sweep.json"]
+    assert os.listdir(busy) == []

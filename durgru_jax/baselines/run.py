@@ -40,7 +40,7 @@ from durgru_jax.data.dataset import TRAIN, Prepared
 from durgru_jax.data.sources import load_prepared
 from durgru_jax.evaluate import evaluate_scorer, fixed_factors, score_factors
 from durgru_jax.metrics import rating_metrics
-from durgru_jax.run_lib import higher_is_better, write_json
+from durgru_jax.run_lib import higher_is_better, locks_workdir, write_json
 
 NAMES = ("pop", "itemcf", "mf")
 
@@ -196,8 +196,10 @@ def _fit_and_eval_mf(p, ex, eval_cfg: EvalConfig, cfg: mf_lib.MFConfig, seed):
     return metrics, info
 
 
+@locks_workdir
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Fits and evaluates ``config.baseline``; writes and returns ``results.json``'s dict."""
+    """Fits and evaluates ``config.baseline``; writes and returns ``results.json``'s dict
+    (holding the workdir's lock)."""
     name, cfg = baseline_config(config)
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), config.to_dict())

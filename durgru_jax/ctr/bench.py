@@ -27,6 +27,7 @@ import time
 from absl import logging
 
 from durgru_jax.ctr import synthetic
+from durgru_jax.files import write_atomic
 
 TARGET_ROWS_PER_S = 500_000
 TARGET_PEAK_RSS = 4 * 1024**3
@@ -100,8 +101,7 @@ def run(config, workdir: str) -> dict:
     if not reuse:
         logging.info("criteo bench: generating %d rows into %s", rows, path)
         synthetic.write_criteo_tsv(path, rows, seed=int(b.seed))
-        with open(stamp, "w") as f:
-            json.dump(want, f)
+        write_atomic(stamp, lambda f: json.dump(want, f))
     gen_s = time.perf_counter() - t0
     size = os.path.getsize(path)
     cache_dir = os.path.join(workdir, "criteo_bench_cache")

@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from durgru_jax import run_lib
+from durgru_jax import files, run_lib
 from durgru_jax.ctr import criteo
 from durgru_jax.ctr import model as ctr_model
 from durgru_jax.ctr.metrics import ctr_metrics
@@ -240,9 +240,11 @@ def _final_metrics(prob_fn, params, prepared, eval_batch_size) -> dict:
     return out
 
 
+@run_lib.locks_workdir
 def run(config, workdir: str) -> dict:
-    """Prepare, train, evaluate; see the module docstring. (The ``bench`` variant, the
-    preprocessing benchmark `durgru_jax.ctr.bench.run`, is dispatched by `durgru_jax.runner`.)"""
+    """Prepare, train, evaluate (holding the workdir's lock); see the module docstring. (The
+    ``bench`` variant, the preprocessing benchmark `durgru_jax.ctr.bench.run`, is dispatched
+    by `durgru_jax.runner`.)"""
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), config.to_dict())
     metrics_log = Jsonl(os.path.join(workdir, "metrics.jsonl"))
@@ -292,11 +294,11 @@ def run(config, workdir: str) -> dict:
         **common,
     )
     metrics = _final_metrics(fitted["prob_fn"], fitted["params"], prepared, config.eval.batch_size)
-    np.savez(
-        os.path.join(workdir, "params_best.npz"),
-        **{jax.tree_util.keystr(k): np.asarray(v) for k, v in
-           jax.tree_util.tree_leaves_with_path(fitted["params"])},
-    )  # fmt: skip
+    arrays = {jax.tree_util.keystr(k): np.asarray(v)
+              for k, v in jax.tree_util.tree_leaves_with_path(fitted["params"])}  # fmt: skip
+    files.write_atomic(
+        os.path.join(workdir, "params_best.npz"), lambda f: np.savez(f, **arrays), binary=True
+    )
     logging.info("model test: %s", json.dumps({k: round(v, 4) for k, v in metrics.items()}))
 
     baselines = {}

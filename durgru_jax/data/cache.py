@@ -24,7 +24,8 @@ Synthetic sources have no file: they key on the config alone.
 
 **Atomicity.** An entry is written into ``<key>.tmp-<pid>-<random>/`` and renamed into place
 with ``os.replace``; a failure midway removes the temporary directory and never touches a
-complete entry. If another process completed the same entry first, ours is discarded. A failed
+complete entry (the temporary directory of a writer killed midway is removed by the next write
+of that key). If another process completed the same entry first, ours is discarded. A failed
 write (disk full, ...) raises :class:`CacheWriteError` naming the entry and the reason;
 :func:`cached_prepare` logs it and returns the data it built.
 
@@ -55,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -69,7 +71,10 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from durgru_jax import fault_injection
 from durgru_jax.data.dataset import Prepared
+from durgru_jax.errors import UserError
+from durgru_jax.workdir_lock import pid_alive
 
 CACHE_VERSION = 2  # 2: checksums in meta.json
 ENV_VAR = "DURGRU_CACHE"
@@ -90,7 +95,7 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "durgru_jax"
 
 
-class CacheWriteError(OSError):
+class CacheWriteError(OSError, UserError):
     """An entry could not be written; the message names the entry and the reason."""
 
 
@@ -252,6 +257,7 @@ def _write_entry(prepared: Prepared, directory: Path, meta_extra: Mapping[str, A
         value = getattr(prepared, f.name)
         if isinstance(value, np.ndarray) and value.dtype != object:
             _save_npy(directory / f"{f.name}.npy", value)
+            fault_injection.point("cache_write")  # tests: a kill -9 mid-write
             arrays[f.name] = {"dtype": value.dtype.str, "shape": list(value.shape)}
         elif isinstance(value, np.ndarray):  # object array: raw ids
             if value.ndim != 1:
@@ -378,6 +384,17 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _remove_abandoned(directory: Path, key: str) -> None:
+    """Deletes the temporary directories of ``key`` left by writers that died (killed mid-
+    write): those whose pid is not alive on this host. (A writer on another host sharing the
+    directory would be taken for dead: its write then fails and its run goes on uncached.)"""
+    for path in directory.glob(f"{glob.escape(key)}.tmp-*-*"):
+        pid = path.name[len(key) + 5 :].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            logging.info("data cache: removing %s, left by a writer that died", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _write_error(entry: Path, e: OSError) -> CacheWriteError:
     reason = e.strerror or str(e)
     if e.filename:
@@ -411,6 +428,7 @@ def save_prepared(
     if _is_complete(final, mode):
         return str(final)
     tmp = directory / f"{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    _remove_abandoned(directory, key)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()

@@ -38,20 +38,22 @@ from typing import BinaryIO
 
 from absl import logging
 
+from durgru_jax.errors import UserError
+
 ENV_VAR = "DURGRU_DATA"
 DEFAULT_DATA_DIR = "data/raw"
 _CHUNK = 1 << 20
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(FileNotFoundError, UserError):
     """The file is missing and cannot (or may not) be downloaded automatically."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(ValueError, UserError):
     """A file's sha256 (or size) differs from the expected one."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(RuntimeError, UserError):
     """A download failed; nothing was left behind."""
 
 

@@ -39,6 +39,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from durgru_jax.data.dataset import TRAIN, Prepared, heldout_positions
+from durgru_jax.files import write_atomic
 
 
 def train_table(p: Prepared) -> pd.DataFrame:
@@ -77,9 +78,7 @@ def eval_table(p: Prepared, split: str, drop_unknown: bool = False) -> pd.DataFr
 
 
 def _write_tsv(df: pd.DataFrame, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    df.to_csv(tmp, sep="\t", index=False, float_format="%.17g")
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: df.to_csv(f, sep="\t", index=False, float_format="%.17g"))
 
 
 def export_gru4rec(
@@ -112,8 +111,7 @@ def export_gru4rec(
         "unknown_targets_dropped": bool(drop_unknown),
         **dict(meta or {}),
     }
-    with open(paths["meta"], "w") as f:
-        json.dump(info, f, indent=1, sort_keys=True, default=str)
+    write_atomic(paths["meta"], lambda f: json.dump(info, f, indent=1, sort_keys=True, default=str))
     return paths
 
 

@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from durgru_jax.errors import UserError
+
 _MISSING_MARKERS = pa.array(["", "na", "n/a", "nan", "null", "none"], pa.large_string())
 _INT_RE = r"^-?\d{1,18}$"
 _NUM_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
@@ -27,7 +29,7 @@ _MAX_EXAMPLES = 5
 _OK, _MISSING, _NOT_NUMBER, _NOT_INT, _NEGATIVE, _NOT_FINITE, _NOT_TIME, _NOT_CHOICE = range(8)
 
 
-class DataFormatError(ValueError):
+class DataFormatError(ValueError, UserError):
     """A data file is malformed; ``str(err)`` reads ``path:line: column 'c': what went wrong``.
 
     Attributes:
