@@ -21,19 +21,22 @@ events the run cannot read, e.g. no ``duration`` where the model reads durations
 whose ``detail`` names the field; more than ``max_events`` events or candidates, or a body over
 ``max_body_bytes``, a 413. Item and user ids are JSON integers or strings, as in the run's data.
 
-Concurrency: the model call is synchronous numpy/JAX. Each request's call runs in a worker
-thread (so the event loop keeps accepting, parsing and refusing requests) under one lock, so
-calls run one at a time: `Recommender` keeps a cache that is not thread-safe, and one call
-already occupies the CPU's cores through XLA's own threads, so running two at once would only
-share the same cores. Run one process per model (uvicorn ``workers=1``); scale out with
-processes behind a balancer.
+Concurrency: the model call is synchronous numpy/JAX. Every request's call runs on one
+dedicated model thread (a one-worker executor), so calls run one at a time, in arrival order,
+while the event loop keeps accepting, parsing and refusing requests: `Recommender` keeps a
+cache that is not thread-safe, and one call already occupies the CPU's cores through XLA's own
+threads, so two calls at once would only share the same cores (and a lock over a thread pool
+would park a pool thread per waiting request). Run one process per model (uvicorn
+``workers=1``); scale out with processes behind a balancer.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import math
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 try:
@@ -41,7 +44,6 @@ try:
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
-    from starlette.concurrency import run_in_threadpool
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         f"durgru_jax.serve needs the 'serve' extra ({e.name} is missing): pip install -e '.[serve]'"
@@ -131,19 +133,24 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """A FastAPI app serving ``recommender`` (see the module docstring)."""
-    app = FastAPI(title="durgru-jax recommender")
-    lock = threading.Lock()  # one model call at a time (module docstring)
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        model_thread.shutdown(wait=True)
+
+    app = FastAPI(title="durgru-jax recommender", lifespan=lifespan)
 
     def call(req: RecommendRequest) -> Recommendation:
         events = [e.model_dump(exclude_none=True) for e in req.events]
-        with lock:
-            return recommender.recommend(
-                events,
-                k=req.k,
-                exclude_seen=req.exclude_seen,
-                candidates=req.candidates,
-                user=req.user,
-            )
+        return recommender.recommend(
+            events,
+            k=req.k,
+            exclude_seen=req.exclude_seen,
+            candidates=req.candidates,
+            user=req.user,
+        )
 
     @app.get("/health")
     def health() -> dict:
@@ -168,7 +175,7 @@ def create_app(
             ) from None
         _check_limits(req, max_events, max_k)
         try:
-            rec = await run_in_threadpool(call, req)
+            rec = await asyncio.get_running_loop().run_in_executor(model_thread, call, req)
         except (ValueError, TypeError) as e:  # events the run cannot read: the message names
             raise HTTPException(422, str(e)) from None  # the column (recommend_inputs)
         return response(rec)

@@ -156,13 +156,13 @@ def test_oversized_requests_get_a_413(client, run) -> None:
         client, {"events": many}, 413
     )
     assert "candidates" in _error(client, {"events": [], "candidates": list(range(41))}, 413)
-    small = TestClient(create_app(run[0], max_body_bytes=100))
     body = json.dumps({"events": events[:2], "k": 3}).encode()
     assert len(body) > 100
-    assert "at most 100" in _error(small, body, 413)  # by its Content-Length
-    r = small.post("/recommend", content=iter([body[:50], body[50:]]))  # streamed: no length
-    assert r.status_code == 413 and "over 100 bytes" in r.json()["detail"]
-    assert small.post("/recommend", json={"events": []}).status_code == 200
+    with TestClient(create_app(run[0], max_body_bytes=100)) as small:
+        assert "at most 100" in _error(small, body, 413)  # by its Content-Length
+        r = small.post("/recommend", content=iter([body[:50], body[50:]]))  # streamed
+        assert r.status_code == 413 and "over 100 bytes" in r.json()["detail"]
+        assert small.post("/recommend", json={"events": []}).status_code == 200
 
 
 def test_concurrent_requests_get_their_own_answers(client, run) -> None:
