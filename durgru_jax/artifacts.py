@@ -36,7 +36,7 @@ import pandas as pd
 from absl import logging
 
 from durgru_jax import parallel
-from durgru_jax.config import RunConfig, from_config
+from durgru_jax.config import ModelConfig, RunConfig, from_config, group_defaults
 from durgru_jax.data import dataset as ds
 from durgru_jax.data import sources
 from durgru_jax.errors import UserError
@@ -254,7 +254,7 @@ def load_artifacts(workdir: str) -> Artifacts:
     items = np.load(os.path.join(root, "items.npz"), allow_pickle=False)
     users = np.load(os.path.join(root, "users.npz"), allow_pickle=False)
     return Artifacts(
-        run_config=from_config(m["run_config"]),
+        run_config=_run_config(m["run_config"]),
         data_config=m["data_config"],
         item_ids=items["item_ids"],
         log_popularity=items["log_popularity"],
@@ -266,3 +266,15 @@ def load_artifacts(workdir: str) -> Artifacts:
         seq_owner=users["seq_owner"],
         **{k: tuple(m[k]) if k == "behaviors" else m[k] for k in _SCALARS},
     )
+
+
+def _run_config(saved: Mapping[str, Any]) -> RunConfig:
+    """The `RunConfig` saved as JSON: its `_from_data` model fields (``n_items``, ...) go back
+    as the overrides that the training loop gave `from_config`."""
+    model = dict(saved["model"])
+    data_fields = {
+        f.name: model.pop(f.name)
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in group_defaults(ModelConfig) and f.name in model
+    }
+    return from_config({**saved, "model": model}, **data_fields)
