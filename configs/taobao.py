@@ -15,8 +15,9 @@ Variants (``--config configs/taobao.py:VARIANT``):
 
 * ``full`` (default): the whole file (100 M rows), users and items 5-core;
 * ``sample``: the 814-user subset in the shared data folder (``taobao-userbehavior-subset/``),
-  where the 5-core items keep 14 % of the events and one step an epoch: items with >= 2
-  events, smaller batches and more epochs, so the run trains past its floor of 100 steps.
+  where the 5-core keeps 14 % of the events and one step an epoch (the run would stop at
+  setup, naming it): users and items 2-core, smaller batches and more epochs, so the run
+  trains past its floor of 100 steps.
 """
 
 from durgru_jax.base_config import get_user_log_config, parse_variant, shared_sample
@@ -35,6 +36,7 @@ def get_config(arg: str = ""):
     c.train.select_metric = "valid/ndcg@10"
     if variant == "sample":
         c.data.path = shared_sample("taobao-userbehavior-subset/UserBehavior.csv")
+        c.data.kcore_users = 2
         c.data.kcore_items = 2
         c.train.batch_size = 128
         c.train.epochs = 60
