@@ -71,7 +71,8 @@ class Run:
 
 def setup(config, workdir: str | None, who: str = "") -> Run:
     """Data and typed config of ``config``'s run; with ``workdir``, also its files (the config
-    written, the metrics log and the checkpoint managers opened)."""
+    written, the metrics log and the checkpoint managers opened). Raises before any training
+    when too little data remains (`check_data`) or the floor is out of reach (`check_floor`)."""
     log = None
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)
