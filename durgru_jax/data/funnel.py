@@ -56,8 +56,8 @@ def summary(info: Mapping[str, Any], examples: Mapping[str, int] | None = None) 
 
 
 def worst_filter(stages: Sequence[Mapping[str, Any]]) -> str:
-    """ "; the F filter removed N of M events (P%)" for the stage F (of ``info["funnel"]``)
-    that removed the largest share of the events before it ("" if none removed any)."""
+    """The stage F of ``info["funnel"]`` that removed the largest share of the events before
+    it, as ``"; the F filter removed N of M events (P%)"`` ("" if none removed any)."""
     worst = None
     for before, after in itertools.pairwise(stages):
         lost = before["events"] - after["events"]
