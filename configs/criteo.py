@@ -22,7 +22,7 @@ Variants (``--config configs/criteo.py:VARIANT``):
 
 import ml_collections
 
-from durgru_jax.base_config import get_optim_config, parse_variant
+from durgru_jax.base_config import get_optim_config, parse_variant, shared_sample
 
 CHOICES = {"variant": ("default", "tiny", "bench")}  # the argument after ":", default first
 
@@ -86,7 +86,7 @@ def get_config(arg: str = ""):
     c.bench.seed = 0  # generator seed
 
     if variant == "tiny":
-        d.path = _shared("criteo-kaggle-tiny/train.tiny.csv")
+        d.path = shared_sample("criteo-kaggle-tiny/train.tiny.csv")
         d.cache_dir = "data/cache/criteo-tiny"
         d.min_count = 3  # 1,599 training rows
         m.embed_dim = 8
@@ -104,14 +104,3 @@ def get_config(arg: str = ""):
     elif variant == "bench":
         c.bench.enabled = True
     return c
-
-
-def _shared(rel: str) -> str:
-    """A file of the shared sample folder (env DURGRU_SHARED_DATA, else ../shared/data)."""
-    import os
-    from pathlib import Path
-
-    root = os.environ.get("DURGRU_SHARED_DATA") or str(
-        Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
-    return os.path.join(root, rel)

@@ -97,6 +97,11 @@ def get_session_config() -> ml_collections.ConfigDict:
     c.train.select_metric = "valid/recall@20"
     c.train.batch_size = 256
     c.optim.learning_rate = 5e-3
+    # The full logs keep millions of events (hundreds of steps an epoch): what a small sample
+    # under these filters keeps stops the run, naming the filter (use its "sample" variant).
+    d.min_train_events = 2000
+    d.min_eval_examples = 50
+    c.train.min_steps = 100  # no early stop before 100 steps (less than an epoch of a full log)
     return c
 
 
@@ -141,6 +146,18 @@ def get_movielens_config(variant: str = "") -> ml_collections.ConfigDict:
         c.loss.rating_weight = 1.0
         c.train.select_metric = "valid/rmse"  # minimised
     return c
+
+
+def shared_sample(relative: str) -> str:
+    """A file of the folder of small real data samples: ``$DURGRU_SHARED_DATA`` if set, else
+    ``shared/data`` beside the repository (the default path of the configs' sample variants).
+    """
+    root = os.environ.get("DURGRU_SHARED_DATA") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "shared",
+        "data",
+    )
+    return os.path.join(root, relative)
 
 
 # ----------------------------------------------------------------------------- overrides

@@ -195,6 +195,11 @@ class TrainConfig:
     epochs: int = 20  # maximum epochs
     max_steps: int = 0  # stop after this many steps (0: no limit)
     patience: int = 3  # evaluations without validation improvement before early stopping
+    # The training floor: early stopping never ends a run before min_steps steps and
+    # min_epochs epochs (0: no floor). A run whose schedule (epochs, max_steps) cannot reach
+    # the floor on its data stops at setup, naming the numbers.
+    min_steps: int = 0
+    min_epochs: int = 0
     select_metric: str = "valid/ndcg@10"  # model selection metric (validation only)
     log_every: int = 50  # steps between progress lines / metrics.jsonl records
     eval_every_epochs: int = 1  # validation every this many epochs
@@ -221,6 +226,18 @@ class TrainConfig:
         _positive("train.model_parallel", self.model_parallel)
         _positive("train.epochs", self.epochs)
         _positive("train.patience", self.patience)
+        _positive("train.min_steps", self.min_steps, allow_zero=True)
+        _positive("train.min_epochs", self.min_epochs, allow_zero=True)
+        if self.min_epochs > self.epochs:
+            raise ConfigError(
+                f"config.train.min_epochs={self.min_epochs} exceeds "
+                f"config.train.epochs={self.epochs}: the training floor cannot be reached"
+            )
+        if self.max_steps and self.min_steps > self.max_steps:
+            raise ConfigError(
+                f"config.train.min_steps={self.min_steps} exceeds "
+                f"config.train.max_steps={self.max_steps}: the training floor cannot be reached"
+            )
         _positive("train.log_every", self.log_every)
         _positive("train.eval_every_epochs", self.eval_every_epochs)
         _positive("train.eval_every_steps", self.eval_every_steps, allow_zero=True)

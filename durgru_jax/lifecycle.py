@@ -5,8 +5,12 @@ vectorised sweep (`durgru_jax.vsweep`, K stacked runs each living this lifecycle
   ``metrics.jsonl``, `checkpoints.Checkpoints`); `init_params` / `new_state`: the train state a
   fresh run starts from (`checkpoints.Checkpoints.restore` then resumes a saved one);
 * `validate_along`: validation records every ``train.eval_every_steps`` steps;
+* `check_data` / `check_floor` (in `setup`): what preparation kept is logged, and a run with
+  too little data (``data.min_train_events``, ``data.min_eval_examples``) or a schedule that
+  cannot reach its training floor (``train.min_steps``) stops before training, naming why;
 * `end_of_epoch`: the epoch's bookkeeping, validation and model selection
-  (`run_lib.select_and_stop`), the ``max_steps`` / time-budget stops, the ``ckpt/latest`` save;
+  (`run_lib.select_and_stop`, held by the training floor), the ``max_steps`` / time-budget
+  stops, why the run ended (``meta["stop_reason"]``), the ``ckpt/latest`` save;
 * `finish`: valid and test metrics of the best checkpoint, the popularity baseline,
   ``results.json`` and the final ``metrics.jsonl`` line.
 
@@ -31,9 +35,10 @@ from absl import logging
 from durgru_jax import checkpoints, parallel, repeat, run_lib
 from durgru_jax import model as model_lib
 from durgru_jax.artifacts import save_artifacts
-from durgru_jax.config import RunConfig, from_config
+from durgru_jax.config import ConfigError, RunConfig, TrainConfig, from_config
 from durgru_jax.data import dataset as ds
-from durgru_jax.data.sources import load_prepared
+from durgru_jax.data import funnel
+from durgru_jax.data.sources import load_prepared, prep_config
 from durgru_jax.evaluate import evaluate, evaluate_popularity
 
 
@@ -67,7 +72,8 @@ class Run:
 
 def setup(config, workdir: str | None, who: str = "") -> Run:
     """Data and typed config of ``config``'s run; with ``workdir``, also its files (the config
-    written, the metrics log and the checkpoint managers opened)."""
+    written, the metrics log and the checkpoint managers opened). Raises before any training
+    when too little data remains (`check_data`) or the floor is out of reach (`check_floor`)."""
     log = None
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)
@@ -93,25 +99,63 @@ def setup(config, workdir: str | None, who: str = "") -> Run:
         rating_head=p.has_ratings and float(config.loss.rating_weight) > 0,
         max_len=int(config.data.max_len),
     )
-    windows = ds.train_windows(p, pack=bool(config.data.get("pack", True)))
     drop = rc.eval.unknown_targets == "drop"
+    valid_ex = ds.eval_examples(p, "valid", drop_unknown=drop)
+    test_ex = ds.eval_examples(p, "test", drop_unknown=drop)
+    check_data(p, prep_config(config.data, int(config.seed)), valid_ex, test_ex, who)
+    windows = ds.train_windows(p, pack=bool(config.data.get("pack", True)))
     steps_per_epoch = ds.n_train_batches(windows, rc.train.batch_size)
     total_steps = steps_per_epoch * rc.train.epochs
     if rc.train.max_steps:
         total_steps = min(total_steps, rc.train.max_steps)
+    check_floor(rc.train, p, len(windows["items"]), steps_per_epoch, total_steps)
     return Run(
         config=config,
         workdir=workdir or "",
         rc=rc,
         prepared=p,
         windows=windows,
-        valid_ex=ds.eval_examples(p, "valid", drop_unknown=drop),
-        test_ex=ds.eval_examples(p, "test", drop_unknown=drop),
+        valid_ex=valid_ex,
+        test_ex=test_ex,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         log=log,
         ckpts=checkpoints.Checkpoints(workdir) if workdir is not None else None,
         who=who,
+    )
+
+
+def check_data(p, prep: ds.PrepConfig, valid_ex, test_ex, who: str = "") -> None:
+    """Logs what preparation kept (`funnel.summary`) and stops the run when too little remains
+    (`funnel.check_enough`, thresholds ``data.min_train_events`` / ``min_eval_examples``)."""
+    examples = {"valid": len(valid_ex["target"]), "test": len(test_ex["target"])}
+    logging.info("%sdata kept: %s", who, funnel.summary(p.info, examples))
+    funnel.check_enough(
+        p.info,
+        examples,
+        min_train_events=prep.min_train_events,
+        min_eval_examples=prep.min_eval_examples,
+    )
+
+
+def check_floor(tc: TrainConfig, p, rows: int, steps_per_epoch: int, total_steps: int) -> None:
+    """Stops the run at setup when its schedule cannot reach the training floor
+    (``train.min_steps``, ``train.min_epochs``): no results.json comes from a run that the
+    epochs or ``max_steps`` ended below its floor."""
+    epochs = -(-total_steps // max(steps_per_epoch, 1))  # the last may be cut by max_steps
+    if tc.min_steps <= total_steps and tc.min_epochs <= epochs:
+        return
+    cap = f"train.epochs={tc.epochs}"
+    if tc.max_steps and tc.max_steps < steps_per_epoch * tc.epochs:
+        cap = f"train.max_steps={tc.max_steps}"
+    raise ConfigError(
+        f"the training floor (config.train.min_steps={tc.min_steps}, min_epochs="
+        f"{tc.min_epochs}) cannot be reached: this run has at most {total_steps} steps in "
+        f"{epochs} epochs ({cap}; {steps_per_epoch} steps per epoch: {rows:,} rows of "
+        f"training windows from {p.info['n_train']:,} training events, "
+        f"train.batch_size={tc.batch_size}){funnel.worst_filter(p.info.get('funnel', ()))}. "
+        "Raise train.epochs, lower train.batch_size or the floor, or keep more data (for a "
+        "small sample of a dataset, its config's 'sample' variant). Kept: " + funnel.summary(p.info)
     )
 
 
@@ -168,19 +212,23 @@ def end_of_epoch(
     """Books a finished (finite) epoch in ``run.meta``; validates when due
     (``train.eval_every_epochs``, the last epoch, a ``max_steps`` stop), keeping the best
     state in ``ckpt/best`` and stopping after ``train.patience`` evaluations without
-    improvement; stops at ``train.max_steps`` or after ``train.time_budget_s``; saves
-    ``ckpt/latest``. Returns whether the run is done."""
+    improvement, though never before the training floor (``train.min_steps`` and
+    ``train.min_epochs``); stops at ``train.max_steps`` or after ``train.time_budget_s``;
+    records why the run ends (``meta["stop_reason"]``, `run_lib.stop_reason`; "" while it
+    goes on); saves ``ckpt/latest``. Returns whether the run is done."""
     tc, meta = run.rc.train, run.meta
     meta["train_seconds"] += seconds
     meta["train_events"] += events
     meta["epoch"] = epoch
-    stop = bool(tc.max_steps and step >= tc.max_steps)
-    if (epoch + 1) % tc.eval_every_epochs == 0 or stop or epoch + 1 == tc.epochs:
+    at_max = bool(tc.max_steps and step >= tc.max_steps)
+    floor = run_lib.floor_reached(step, epoch + 1, tc.min_steps, tc.min_epochs)
+    patience = False
+    if (epoch + 1) % tc.eval_every_epochs == 0 or at_max or epoch + 1 == tc.epochs:
         valid = evaluate(state["params"], run.rc, run.valid_ex, run.n_items, "valid")
         sel = tc.select_metric
         if sel not in valid:
             raise KeyError(f"config.train.select_metric={sel!r} is not among {sorted(valid)}")
-        stop |= run_lib.select_and_stop(
+        patience = run_lib.select_and_stop(
             meta,
             valid,
             select_metric=sel,
@@ -190,9 +238,14 @@ def end_of_epoch(
             log=run.log,
             record={"step": step, "epoch": epoch},
             who=run.who,
+            floor_reached=floor,
         )
-    stop |= run_lib.out_of_time(time_start, tc.time_budget_s, run.who)
-    stop = parallel.agree(stop)  # multi-host: process 0's clock decides for all
+    late = run_lib.out_of_time(time_start, tc.time_budget_s, run.who)
+    stop = parallel.agree(patience or at_max or late)  # multi-host: process 0's clock decides
+    # The first that holds names the end; "time_budget" is what is left of a stop.
+    ends = {"patience": patience, "max_steps": at_max, "epochs": epoch + 1 >= tc.epochs}
+    reason = next((r for r, hit in ends.items() if hit), "time_budget" if stop else "")
+    meta["stop_reason"] = run_lib.stop_reason(reason, meta, floor) if reason else ""
     meta["done"] = stop
     run.ckpts.save_latest(step, state, meta)
     return stop

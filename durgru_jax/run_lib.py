@@ -10,8 +10,9 @@ One copy for the single run (`train`), the vectorised sweep (`vsweep`), the CTR 
   by the run's entry points);
 * init-or-restore: `new_meta` (a run's progress record, saved beside its state in the
   checkpoints of `durgru_jax.checkpoints`);
-* select-and-stop: `select_and_stop` (best validation metric, patience), `out_of_time`,
-  `higher_is_better`, and `train_summary` (the ``train`` block of ``results.json``);
+* select-and-stop: `select_and_stop` (best validation metric, patience, held by the training
+  floor `floor_reached`), `out_of_time`, `higher_is_better`, `stop_reason` (why a run ended)
+  and `train_summary` (the ``train`` block of ``results.json``);
 * the one non-finite-loss check: `check_finite` raising `NonFiniteLossError`.
 
 The recommender run built from these (setup, the end of an epoch, the final test) is
@@ -179,12 +180,17 @@ def select_and_stop(
     log: Jsonl,
     record: Mapping[str, Any],
     who: str = "",
+    floor_reached: bool = True,
 ) -> bool:
     """Model selection on one validation: logs ``record | valid``; if ``valid[select_metric]``
     beats ``meta["best_metric"]`` (strictly: a tie keeps the earlier best) records ``epoch`` as
     the best and calls ``on_best`` (save the state), else counts a bad evaluation. Returns
     whether ``patience`` bad evaluations in a row say stop. A missing or NaN metric is a bad
-    evaluation."""
+    evaluation.
+
+    Before the training floor (``floor_reached`` false, see `floor_reached`) patience never
+    stops the run: ``meta["floor_held"]`` records that it would have, and the bad evaluations
+    go on counting, so the first evaluation past the floor without improvement stops."""
     log.write(dict(record) | dict(valid))
     value = valid.get(select_metric, math.nan)
     logging.info("%sepoch %d step %s %s %.4f", who, epoch, record.get("step"), select_metric,
@@ -195,11 +201,38 @@ def select_and_stop(
         on_best()
         return False
     meta["bad_epochs"] += 1
-    if meta["bad_epochs"] >= patience:
-        logging.info("%searly stop: %s did not improve for %d evaluations", who, select_metric,
-                     meta["bad_epochs"])  # fmt: skip
-        return True
-    return False
+    if meta["bad_epochs"] < patience:
+        return False
+    if not floor_reached:
+        meta["floor_held"] = True
+        logging.info("%s%s did not improve for %d evaluations; the training floor keeps the run "
+                     "going", who, select_metric, meta["bad_epochs"])  # fmt: skip
+        return False
+    logging.info("%searly stop: %s did not improve for %d evaluations", who, select_metric,
+                 meta["bad_epochs"])  # fmt: skip
+    return True
+
+
+def floor_reached(step: int, epochs_done: int, min_steps: int, min_epochs: int) -> bool:
+    """Whether a run has trained its floor: ``min_steps`` steps and ``min_epochs`` epochs
+    (``train.min_steps`` / ``train.min_epochs``; 0: no floor)."""
+    return step >= min_steps and epochs_done >= min_epochs
+
+
+# Why a run ended (``results.json``'s ``train.stop_reason``), in the order they are named when
+# several hold at once.
+STOP_REASONS = ("patience", "max_steps", "epochs", "time_budget")
+
+
+def stop_reason(reason: str, meta: Mapping[str, Any], floor_reached: bool) -> str:
+    """``reason`` (one of `STOP_REASONS`) as recorded: with " after floor" when the training
+    floor held the run at least once against patience (``meta["floor_held"]``), with
+    " before floor" when the run ended before its floor (only a time budget can)."""
+    if reason not in STOP_REASONS:
+        raise ValueError(f"unknown stop reason {reason!r}; expected one of {STOP_REASONS}")
+    if not floor_reached:
+        return f"{reason} before floor"
+    return f"{reason} after floor" if meta.get("floor_held") else reason
 
 
 def out_of_time(time_start: float, budget_s: float, who: str = "") -> bool:
@@ -213,7 +246,8 @@ def out_of_time(time_start: float, budget_s: float, who: str = "") -> bool:
 def train_summary(
     meta: Mapping[str, Any], *, steps: int, best_step: int | None, selected_on: str
 ) -> dict[str, Any]:
-    """The ``train`` block of ``results.json``."""
+    """The ``train`` block of ``results.json``; ``stop_reason`` is `stop_reason`'s record
+    (``meta["stop_reason"]``, "" if the run never recorded one)."""
     return {
         "seconds": meta["train_seconds"],
         "events": meta["train_events"],
@@ -223,6 +257,7 @@ def train_summary(
         "best_epoch": meta["best_epoch"],
         "best_step": best_step,
         "selected_on": selected_on,
+        "stop_reason": meta.get("stop_reason", ""),
     }
 
 

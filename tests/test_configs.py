@@ -138,7 +138,8 @@ def test_variant_lists_cover_the_documented_arguments():
     assert "ml100k,mf" in _variants("rating")
     assert "ml1m,sasrec" in _variants("ranking")
     assert "ml1m-rating" in _variants("mf") and "taobao" in _variants("pop")
-    assert _variants("taobao") == [""]
+    assert _variants("taobao") == ["", "full", "sample"]
+    assert "diginetica-sample" in _variants("pop") and "taobao-sample" in _variants("itemcf")
 
 
 SWEEPS = ("ablations", "paper001", "ranking", "rating", "section43")

@@ -325,7 +325,8 @@ def test_yoochoose_clicks_bad_input(tmp_path: Path) -> None:
     path = _write(tmp_path / "d.dat", YOOCHOOSE + "4,2014-04-07T10:51:09.277Z,214536502,\n")
     with pytest.raises(DataFormatError, match=r"d\.dat:7: column 'category': missing value"):
         read_yoochoose_clicks(path)
-    prepared = _write(tmp_path / "prepared.txt", "SessionId\tItemId\tTime\n1\t2\t3.5\n")
+    # The prepared TSV is read as such (tests/test_degenerate.py); an unknown layout is not.
+    prepared = _write(tmp_path / "prepared.txt", "Session\tItem\tTime\n1\t2\t3.5\n")
     with pytest.raises(
         DataFormatError, match=r"prepared\.txt:1: expected 4 fields, got 1 .*no header"
     ):

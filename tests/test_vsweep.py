@@ -122,7 +122,7 @@ def test_vectorised_runs_equal_single_runs(sweeps):
         ra, rv = _results(a_dir), _results(v_dir)
         assert set(rv) == set(ra) and set(rv["train"]) == set(ra["train"])
         assert rv["metrics"] == pytest.approx(ra["metrics"], abs=1e-6)
-        for key in ("steps", "epochs", "best_epoch", "best_step", "events"):
+        for key in ("steps", "epochs", "best_epoch", "best_step", "events", "stop_reason"):
             assert rv["train"][key] == ra["train"][key], (o, key)
         assert rv["baselines"] == ra["baselines"] and rv["model"] == ra["model"]
 

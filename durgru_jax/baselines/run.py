@@ -3,7 +3,8 @@
 `run(config, workdir)` (``launch.py`` calls it when ``config.task == "baseline"``):
 
 1. loads the data with `load_prepared(config.data, config.seed)`, the same split and the same
-   evaluation examples (`eval_examples`, ``config.eval.unknown_targets``) as the main model;
+   evaluation examples (`eval_examples`, ``config.eval.unknown_targets``) as the main model,
+   and stops as its run does when too little remains (`lifecycle.check_data`);
 2. fits ``config.baseline.name`` on the *training* events only (``p.split == TRAIN``);
 3. evaluates it with the main model's evaluation loop (`durgru_jax.evaluate.evaluate_scorer`:
    the whole catalogue ranked by `durgru_jax.metrics.rank_and_topk`, ties counted against the
@@ -37,8 +38,9 @@ from durgru_jax.baselines import mf as mf_lib
 from durgru_jax.config import EvalConfig
 from durgru_jax.data import dataset as ds
 from durgru_jax.data.dataset import TRAIN, Prepared
-from durgru_jax.data.sources import load_prepared
+from durgru_jax.data.sources import load_prepared, prep_config
 from durgru_jax.evaluate import evaluate_scorer, fixed_factors, score_factors
+from durgru_jax.lifecycle import check_data
 from durgru_jax.metrics import rating_metrics
 from durgru_jax.run_lib import higher_is_better, locks_workdir, write_json
 
@@ -210,6 +212,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     seed = int(config.get("seed", 0))
     p = load_prepared(config.data, seed)
     ex = {s: ds.eval_examples(p, s, drop_unknown=drop) for s in ("valid", "test")}
+    check_data(p, prep_config(config.data, seed), ex["valid"], ex["test"])  # as the model's run
     n_train = int((p.split == TRAIN).sum())
     logging.info(
         "baseline %s: %d users, %d items, %d training events", name, p.n_users, p.n_items, n_train

@@ -165,9 +165,15 @@ def fit(
             best.update(params=jax.device_get(params), step=step, epoch=epoch)
 
         record = {"model": name, "step": step, "epoch": epoch}
-        stop |= run_lib.select_and_stop(meta, m, select_metric=SELECT_METRIC, patience=patience,
-                                        epoch=epoch, on_best=keep, log=metrics_log,
-                                        record=record, who=who)  # fmt: skip
+        if run_lib.select_and_stop(meta, m, select_metric=SELECT_METRIC, patience=patience,
+                                   epoch=epoch, on_best=keep, log=metrics_log, record=record,
+                                   who=who):  # fmt: skip
+            end("patience")
+
+    def end(reason):  # the first reason to stop is the one recorded
+        nonlocal stop
+        stop = True
+        meta.setdefault("stop_reason", run_lib.stop_reason(reason, meta, floor_reached=True))
 
     def check(loss, epoch):
         run_lib.check_finite(np.isfinite(loss), step=step, epoch=epoch, loss=loss, who=who,
@@ -180,7 +186,7 @@ def fit(
         last_t, last_events = t0, meta["train_events"]
         for i in range(steps_per_epoch):
             if max_steps and step >= max_steps:
-                stop = True
+                end("max_steps")
                 break
             rows = perm[i * batch_size : (i + 1) * batch_size]
             if len(rows) < batch_size:  # fewer training rows than one batch
@@ -210,7 +216,7 @@ def fit(
                 if stop:
                     break
             if run_lib.out_of_time(t_start, time_budget_s, who):
-                stop = True
+                end("time_budget")
                 break
         jax.block_until_ready(params)
         meta["train_seconds"] += time.time() - t0
@@ -220,6 +226,7 @@ def fit(
             evaluate(epoch)
         if stop:
             break
+    meta.setdefault("stop_reason", "epochs")
     summary = run_lib.train_summary(
         meta, steps=step, best_step=best["step"], selected_on=SELECT_METRIC
     )

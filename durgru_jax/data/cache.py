@@ -10,7 +10,8 @@ A cache entry is one directory ``<cache_dir>/<key>/`` holding every array field 
 **Key** (:func:`cache_key`): sha256 over a canonical JSON (sorted keys) of
 
 * the ``config.data`` group, every key except :data:`EXCLUDED_KEYS` (keys that say where or
-  whether to cache or download, never what is prepared); ``on_bad_rows`` is kept;
+  whether to cache or download, or what a run checks of the prepared data, never what is
+  prepared); ``on_bad_rows`` is kept;
 * ``extra`` values that affect the arrays but live outside ``config.data`` (the run's seed,
   which drives ``split="random"``);
 * each source file's resolved absolute path, size and ``st_mtime_ns`` (a directory counts as
@@ -83,8 +84,11 @@ VERIFY_MODES = ("sample", "full")
 META = "meta.json"
 BLOCK = 64 * 1024
 SAMPLE_BLOCKS = 8
-# config.data keys that choose where/whether data is cached or downloaded, not what is prepared.
-EXCLUDED_KEYS = frozenset({"cache", "cache_dir", "download", "data_dir"})
+# config.data keys that choose where/whether data is cached or downloaded, or what a run
+# checks of the prepared data, not what is prepared.
+EXCLUDED_KEYS = frozenset(
+    {"cache", "cache_dir", "download", "data_dir", "min_train_events", "min_eval_examples"}
+)
 
 _PKG = Path(__file__).resolve().parent.parent  # durgru_jax/
 

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from durgru_jax.data import funnel
 from durgru_jax.duration import fit_user_stats, transform_durations
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -67,6 +68,11 @@ class PrepConfig:
     use_behavior: bool = True  # behaviour type (if the data has one) as an aGRU input context
     hour_buckets: int = 4  # hour-of-day input-context buckets (0: off; must divide 24)
     gap_buckets: int = 4  # time-gap transfer-context buckets (0: off)
+    # Checked by a run after preparation (`durgru_jax.data.funnel.check_enough`), not used to
+    # prepare: fewer training events, or validation / test examples, stop the run naming the
+    # filter that removed the most. The dataset configs set values for their full data.
+    min_train_events: int = 100
+    min_eval_examples: int = 10
     seed: int = 0  # the run's config.seed (not a config.data key)
 
     def __post_init__(self):
@@ -140,7 +146,7 @@ def prepare(events: pd.DataFrame, cfg: PrepConfig) -> Prepared:
             raise ValueError(f"event table has no {col!r} column (columns: {list(events.columns)})")
     if len(events) == 0:
         raise ValueError("event table is empty")
-    info: dict[str, Any] = {"rows_in": int(len(events))}
+    info: dict[str, Any] = {"rows_in": int(len(events)), "split": cfg.split}
     events, owner = _clean(events, cfg, info)
     user = events["_seq"].to_numpy(np.int64)
     ts = events["timestamp"].to_numpy(np.float64)
@@ -346,9 +352,10 @@ def _clean(events: pd.DataFrame, cfg: PrepConfig, info: dict) -> tuple[pd.DataFr
     order = np.lexsort((ts, user_codes))  # stable: equal keys keep file order
     events = events.iloc[order].reset_index(drop=True)
     owner = user_codes[order].astype(np.int64)
+    item_codes, _ = pd.factorize(events["item"], sort=False)
+    funnel.record(info, "read", len(events), owner.max() + 1, item_codes.max() + 1)
     if cfg.kcore_users or cfg.kcore_items:
         keep = np.ones(len(events), bool)
-        item_codes, _ = pd.factorize(events["item"], sort=False)
         for _ in range(100):
             u_cnt = np.bincount(owner[keep], minlength=owner.max() + 1)
             i_cnt = np.bincount(item_codes[keep], minlength=item_codes.max() + 1)
@@ -358,8 +365,14 @@ def _clean(events: pd.DataFrame, cfg: PrepConfig, info: dict) -> tuple[pd.DataFr
             keep &= ~bad
         info["kcore_dropped"] = int((~keep).sum())
         events, owner = events[keep].reset_index(drop=True), owner[keep]
+        name = f"k-core (users >= {cfg.kcore_users}, items >= {cfg.kcore_items})"
+        kept_items = np.count_nonzero(np.bincount(item_codes[keep]))
+        funnel.record(info, name, len(events), np.count_nonzero(np.bincount(owner)), kept_items)
     if len(events) == 0:
-        raise ValueError("no events left after k-core filtering")
+        raise funnel.NotEnoughDataError(
+            "no events left after k-core filtering: " + funnel.summary(info)
+            + "; lower config.data.kcore_users / kcore_items"
+        )  # fmt: skip
     ts = events["timestamp"].to_numpy(np.float64)
     new_owner = np.concatenate([[True], owner[1:] != owner[:-1]])
     if cfg.session_gap_s > 0:
@@ -367,12 +380,18 @@ def _clean(events: pd.DataFrame, cfg: PrepConfig, info: dict) -> tuple[pd.DataFr
     else:
         boundary = new_owner
     seq = np.cumsum(boundary) - 1
+    n_items = info["funnel"][-1]["items"]
+    if cfg.session_gap_s > 0:
+        name = f"sessions (gap > {cfg.session_gap_s:g} s)"
+        funnel.record(info, name, len(seq), seq[-1] + 1, n_items)
     if cfg.drop_consecutive_repeats:
         items = events["item"].to_numpy()
         repeat = ~boundary & np.concatenate([[False], items[1:] == items[:-1]])
         info["consecutive_repeats_dropped"] = int(repeat.sum())
         events, owner, seq = events[~repeat].reset_index(drop=True), owner[~repeat], seq[~repeat]
         seq = np.unique(seq, return_inverse=True)[1]
+        # A repeat is never a sequence's first event, and its item stays: only events go.
+        funnel.record(info, "consecutive repeats", len(seq), seq[-1] + 1, n_items)
     events = events.assign(_seq=seq)
     info["n_sequences"] = int(seq.max()) + 1
     return events, owner

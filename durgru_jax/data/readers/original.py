@@ -3,19 +3,28 @@ Tianchi 2015 mobile, YooChoose (clicks and the prepared TSV), DIGINETICA and Kua
 `read_dataset`, which picks a reader (these or the generic ones) by format name.
 
 Each format is a `_Layout` (separator, header, fields, where to download the file) streamed by
-`durgru_jax.data.readers.stream`.
+`durgru_jax.data.readers.stream`. A reader first looks at the file's first line: when it does
+not fit the reader's layout but fits another known layout of the same dataset (`_OTHERS`: the
+prepared YOOCHOOSE TSV and ``yoochoose-clicks.dat``; DIGINETICA's CIKM Cup header spelling
+and its prepared TSV), the file is read in that layout and the log says so; a file of a
+neighbouring dataset (Tianchi for Taobao and back) stops with an error naming the config to
+use.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 
 import numpy as np
 import pandas as pd
+from absl import logging
 
 from durgru_jax.data.readers.generic import read_interactions, read_movielens
-from durgru_jax.data.readers.stream import _Col, _Layout, _read_layout
-from durgru_jax.data.readers.values import ReadResult
+from durgru_jax.data.readers.records import _first_line, _split_header
+from durgru_jax.data.readers.stream import _Col, _Layout, _read_layout, _resolve_layout_path
+from durgru_jax.data.readers.values import DataFormatError, ReadResult
 
 _DATASET_FORMATS = (
     "movielens",
@@ -47,7 +56,7 @@ def read_taobao(path: str | os.PathLike[str], on_bad_rows: str = "error") -> Rea
         FileNotFoundError: no such file, with where to download it.
         DataFormatError: empty file or a bad row (with ``on_bad_rows="error"``).
     """
-    return _read_layout(path, _TAOBAO, on_bad_rows)
+    return _read_recognised(path, _TAOBAO, on_bad_rows)
 
 
 def read_tianchi(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
@@ -59,7 +68,7 @@ def read_tianchi(path: str | os.PathLike[str], on_bad_rows: str = "error") -> Re
     ignored. Columns: ``user``, ``item``, ``timestamp``, ``behavior`` (Categorical of the four
     names), ``category`` (``int64`` item category).
     """
-    return _read_layout(path, _TIANCHI, on_bad_rows)
+    return _read_recognised(path, _TIANCHI, on_bad_rows)
 
 
 def read_yoochoose_clicks(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
@@ -70,7 +79,7 @@ def read_yoochoose_clicks(path: str | os.PathLike[str], on_bad_rows: str = "erro
     ``category`` is kept as text (``"S"`` = special offer, ``"0"`` = missing, 1-12 categories,
     longer numbers brands) in a pandas ``Categorical``.
     """
-    return _read_layout(path, _YOOCHOOSE, on_bad_rows)
+    return _read_recognised(path, _YOOCHOOSE, on_bad_rows)
 
 
 def read_yoochoose_prepared(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
@@ -79,7 +88,7 @@ def read_yoochoose_prepared(path: str | os.PathLike[str], on_bad_rows: str = "er
     TAB-separated, columns found by name, ``Time`` in (fractional) Unix seconds. ``user`` is the
     session id.
     """
-    return _read_layout(path, _YOOCHOOSE_PREPARED, on_bad_rows)
+    return _read_recognised(path, _YOOCHOOSE_PREPARED, on_bad_rows)
 
 
 def read_diginetica(path: str | os.PathLike[str], on_bad_rows: str = "error") -> ReadResult:
@@ -92,8 +101,10 @@ def read_diginetica(path: str | os.PathLike[str], on_bad_rows: str = "error") ->
     that cross midnight (whose later rows carry the next day's date), and events order by
     ``timeframe`` within a session.
     """
-    result = _read_layout(path, _DIGINETICA, on_bad_rows)
+    result = _read_recognised(path, _DIGINETICA, on_bad_rows)
     events = result.events
+    if "_eventdate" not in events:  # a prepared TSV: its times are already Unix seconds
+        return result
     day = events.pop("_eventdate")
     offset = events.pop("_timeframe")
     if len(events):
@@ -114,7 +125,63 @@ def read_kuairec(path: str | os.PathLike[str], on_bad_rows: str = "error") -> Re
     (missing = NaN). ``timestamp`` (Unix seconds) is required: the rows where KuaiRec left it
     empty are bad rows (use ``on_bad_rows="skip"``), as are negative durations.
     """
-    return _read_layout(path, _KUAIREC, on_bad_rows)
+    return _read_recognised(path, _KUAIREC, on_bad_rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Other:
+    """Another known layout of a reader's dataset, recognised from the file's first line:
+    read in it (``advice`` empty) or, for a neighbouring dataset, an error with ``advice``."""
+
+    layout: _Layout
+    name: str
+    advice: str = ""
+
+
+def _read_recognised(path: str | os.PathLike[str], layout: _Layout, on_bad_rows: str):
+    """`_read_layout` in ``layout``, or in the other known layout (`_OTHERS`) that the
+    file's first line fits when it does not fit ``layout`` (logged)."""
+    file = _resolve_layout_path(path, layout)
+    with open(file, "rb") as handle:
+        head = handle.read(1 << 16).removeprefix(b"\xef\xbb\xbf").decode("latin-1")
+    line = _first_line(head)[0]
+    if not line.strip() or _fits(layout, line):
+        return _read_layout(file, layout, on_bad_rows)
+    for other in _OTHERS.get(layout.fmt, ()):
+        if not _fits(other.layout, line):
+            continue
+        shape = f"{other.name} ({other.layout.shape})"
+        if other.advice:
+            raise DataFormatError(file, f"is in the layout of {shape}, not of {layout.fmt}: "
+                                  f"{other.advice}")  # fmt: skip
+        logging.info("%s: the first line fits %s, not the %s layout (%s): read as format %s",
+                     file, shape, layout.fmt, layout.shape, other.layout.fmt)  # fmt: skip
+        return _read_layout(file, other.layout, on_bad_rows)
+    return _read_layout(file, layout, on_bad_rows)  # its own error names the expected layout
+
+
+_LOOKS = {
+    "id": r"-?\d+",
+    "code": r"\d+",
+    "num": r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?",
+    "iso": r"\d{4}-\d\d-\d\dT.*",
+    "hour": r"\d{4}-\d\d-\d\d \d\d?",
+    "date": r"\d{4}-\d\d-\d\d",
+    "text": r".+",
+}
+
+
+def _fits(layout: _Layout, line: str) -> bool:
+    """Whether ``line`` (a file's first) is ``layout``'s header, or a data row of it when the
+    layout has none (field count and the look of each value)."""
+    fields = _split_header(line, layout.sep)
+    if layout.header:
+        return all(col.name in fields for col in layout.columns if col.kind != "skip")
+    return len(fields) == len(layout.columns) and all(
+        re.fullmatch(_LOOKS.get(col.kind, _LOOKS["num"]), value) is not None
+        for col, value in zip(layout.columns, fields, strict=True)
+        if col.kind != "skip"
+    )
 
 
 def read_dataset(
@@ -252,3 +319,38 @@ _KUAIREC = _Layout(
         "header 'user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio'"
     ),
 )
+# DIGINETICA with the CIKM Cup's own header spelling, and as a prepared session TSV (GRU4Rec's
+# preprocessing writes both datasets in YOOCHOOSE's prepared layout).
+_DIGINETICA_CIKM = dataclasses.replace(
+    _DIGINETICA,
+    columns=(
+        _Col("sessionId", "id", out="user"),
+        _Col("itemId", "id", out="item"),
+        _Col("timeframe", "num", out="_timeframe", per=1000.0),
+        _Col("eventdate", "date", out="_eventdate"),
+    ),
+    shape="';'-separated header 'sessionId;userId;itemId;timeframe;eventdate'",
+)
+_DIGINETICA_PREPARED = dataclasses.replace(_YOOCHOOSE_PREPARED, fmt="diginetica_prepared")
+_OTHERS = {
+    "yoochoose": (_Other(_YOOCHOOSE_PREPARED, "the prepared YOOCHOOSE TSV"),),
+    "yoochoose_prepared": (_Other(_YOOCHOOSE, "yoochoose-clicks.dat"),),
+    "diginetica": (
+        _Other(_DIGINETICA_CIKM, "train-item-views.csv as the CIKM Cup spells its header"),
+        _Other(_DIGINETICA_PREPARED, "a prepared session TSV"),
+    ),
+    "taobao": (
+        _Other(
+            _TIANCHI,
+            "the Tianchi 2015 mobile log",
+            advice="use configs/tianchi.py (config.data.source='tianchi')",
+        ),
+    ),
+    "tianchi": (
+        _Other(
+            _TAOBAO,
+            "Taobao UserBehavior.csv",
+            advice="use configs/taobao.py (config.data.source='taobao')",
+        ),
+    ),
+}
