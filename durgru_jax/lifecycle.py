@@ -151,8 +151,8 @@ def check_floor(tc: TrainConfig, p, rows: int, steps_per_epoch: int, total_steps
     raise ConfigError(
         f"the training floor (config.train.min_steps={tc.min_steps}, min_epochs="
         f"{tc.min_epochs}) cannot be reached: this run has at most {total_steps} steps in "
-        f"{epochs} epochs ({cap}; {steps_per_epoch} steps per epoch: {rows:,} rows of "
-        f"training windows from {p.info['n_train']:,} training events, "
+        f"{epochs} epochs ({cap}; {steps_per_epoch} step{'s' * (steps_per_epoch != 1)} per "
+        f"epoch: {rows:,} rows of training windows from {p.info['n_train']:,} training events, "
         f"train.batch_size={tc.batch_size}){funnel.worst_filter(p.info.get('funnel', ()))}. "
         "Raise train.epochs, lower train.batch_size or the floor, or keep more data (for a "
         "small sample of a dataset, its config's 'sample' variant). Kept: " + funnel.summary(p.info)
