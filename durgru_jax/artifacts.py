@@ -36,7 +36,7 @@ import pandas as pd
 from absl import logging
 
 from durgru_jax import parallel
-from durgru_jax.config import RunConfig, from_config
+from durgru_jax.config import ModelConfig, RunConfig, from_config, group_defaults
 from durgru_jax.data import dataset as ds
 from durgru_jax.data import sources
 from durgru_jax.run_lib import jsonable
@@ -235,6 +235,14 @@ def save_artifacts(workdir: str, config, prepared: ds.Prepared, rc: RunConfig) -
     return path
 
 
+def _saved_run_config(saved: dict) -> RunConfig:
+    """The typed config of a manifest: its model's data-filled fields become overrides."""
+    model = dict(saved["model"])
+    keys = set(group_defaults(ModelConfig))
+    from_data = {k: model.pop(k) for k in list(model) if k not in keys}
+    return from_config({**saved, "model": model}, **from_data)
+
+
 def load_artifacts(workdir: str) -> Artifacts:
     """Reads ``workdir/artifacts/``; `MissingArtifactsError` says which file is missing."""
     root = os.path.join(workdir, DIRNAME)
@@ -253,7 +261,7 @@ def load_artifacts(workdir: str) -> Artifacts:
     items = np.load(os.path.join(root, "items.npz"), allow_pickle=False)
     users = np.load(os.path.join(root, "users.npz"), allow_pickle=False)
     return Artifacts(
-        run_config=from_config(m["run_config"]),
+        run_config=_saved_run_config(m["run_config"]),
         data_config=m["data_config"],
         item_ids=items["item_ids"],
         log_popularity=items["log_popularity"],
