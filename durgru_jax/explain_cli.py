@@ -92,12 +92,15 @@ def _timeline(ex: Explanation, path: str) -> None:
     noise = ev["is_noise"].to_numpy(bool) if "is_noise" in ev else np.zeros(len(ev), bool)
     ax.bar(x[~noise], att[~noise], color="tab:blue", label="attribution (genuine)")
     if noise.any():
-        ax.bar(x[noise], att[noise], color="tab:red", label="attribution (noise click)")
+        ax.bar(x[noise], att[noise], color="tab:red", label="attribution (noise)")
     ax.axhline(0.0, color="black", linewidth=0.5)
     ax.set_xlabel("event index in the visible history (oldest first)")
     ax.set_ylabel(f"score change without the event\n(top item {ex.items[0]})")
     ax2 = ax.twinx()
     ax2.plot(x, ev["duration_factor"], color="tab:green", marker=".", label="duration factor")
+    if noise.any():
+        f = ev["duration_factor"].to_numpy()
+        ax2.scatter(x[noise], f[noise], marker="x", color="tab:red", zorder=3, label="noise click")
     ax2.set_ylabel("duration factor (eq. 9)")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
