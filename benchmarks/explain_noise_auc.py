@@ -19,7 +19,9 @@ clicked next. ROC AUC with noise = positive, over all those events:
   when the event is removed (a genuine click supports the recommendation, so removing it lowers
   the score: negative; a noise click supports nothing: about 0 or positive);
 * ``abs_attribution_top`` / ``abs_attribution_next``: score ``-|attribution|`` (a noise click
-  the model learned to ignore moves no score either way).
+  the model learned to ignore moves no score either way);
+* the same over each history's last ``--recent`` events only (``..._last5``): a recurrent
+  state forgets, so the older events' attributions are all about 0, noise or not.
 
 Speed: one user of ``--speed_events`` events (the synthetic users' events in a row) explained
 with the window widened to all of them (``max_len`` = ``--speed_events``: that many occluded
@@ -69,13 +71,18 @@ def collect(rec: Recommender, events: pd.DataFrame, n_users: int) -> pd.DataFram
         t = ex.events[["is_noise", "duration_factor", "update_gate"]].copy()
         t["attribution_top"] = ex.attribution[:, 0]
         t["attribution_next"] = ex.attribution[:, -1]
-        parts.append(t.assign(user=who))
+        parts.append(t.assign(user=who, from_end=np.arange(len(t))[::-1]))
     return pd.concat(parts, ignore_index=True)
 
 
-def aucs(t: pd.DataFrame) -> dict[str, float]:
+def aucs(t: pd.DataFrame, recent: int) -> dict[str, float]:
     noise = t["is_noise"].to_numpy(bool)
+    last = t[t["from_end"] < recent]
     return {
+        f"attribution_top_last{recent}": roc_auc(last["is_noise"], last["attribution_top"]),
+        f"abs_attribution_top_last{recent}": roc_auc(
+            last["is_noise"], -last["attribution_top"].abs()
+        ),
         "duration_factor": roc_auc(noise, -t["duration_factor"]),
         "update_gate": roc_auc(noise, -t["update_gate"]),
         "attribution_top": roc_auc(noise, t["attribution_top"]),
@@ -109,6 +116,7 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--users", type=int, default=500, help="test users explained")
     ap.add_argument("--speed_events", type=int, default=200)
+    ap.add_argument("--recent", type=int, default=5, help="also AUCs over each last N events")
     ap.add_argument("--out", default=None, help="JSON (default: WORKDIR/explain_auc.json)")
     args = ap.parse_args()
     rec = Recommender.load(args.workdir)
@@ -124,7 +132,7 @@ def main():
         "users": int(table["user"].nunique()),
         "events": len(table),
         "noise_share": float(table["is_noise"].mean()),
-        "auc": aucs(table),
+        "auc": aucs(table, args.recent),
         "collect_s": time.perf_counter() - t0,
         "speed": speed(rec, events, args.speed_events),
         "cpu": cpu_model(),
