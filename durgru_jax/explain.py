@@ -164,16 +164,17 @@ def _visible_rows(rec, frame: pd.DataFrame, ex_row: dict[str, np.ndarray]) -> np
 
 def _occluded_examples(rec, frame: pd.DataFrame, rows: np.ndarray, full: dict) -> dict:
     """``[len(rows), max_len]`` inputs: the history without ``rows[e]`` in row ``e``, built by
-    `recommend_inputs.from_events`, with the full history's duration statistics."""
-    n = len(frame)
-    keep = np.ones((len(rows), n), bool)
+    `recommend_inputs.from_events`, with the full history's duration statistics. A history
+    left without events is an empty row (the model's state before any event)."""
+    keep = np.ones((len(rows), len(frame)), bool)
     keep[np.arange(len(rows)), rows] = False
     which, pos = np.nonzero(keep)  # row-major: each occluded history's events in order
-    big = frame.iloc[pos].assign(user=which)
-    ui = inputs.from_events(rec.artifacts, big, known_users=False)
-    if len(ui.users) != len(rows) or not np.array_equal(ui.users, np.arange(len(rows))):
-        raise ValueError("explain: an occluded history lost all its events")
-    ex = {k: ui.examples[k] for k in inputs.MODEL_INPUTS}
+    ex = {k: np.zeros((len(rows),) + full[k].shape[1:], full[k].dtype) for k in full}
+    if len(pos):
+        ui = inputs.from_events(rec.artifacts, frame.iloc[pos].assign(user=which), False)
+        at = ui.users.astype(np.int64)  # each example's occluded event
+        for k in inputs.MODEL_INPUTS:
+            ex[k][at] = ui.examples[k]
     for k in ("dur_mean", "dur_std", "dur_user_ok"):
         ex[k] = np.repeat(full[k][:1], len(rows), axis=0)
     return ex

@@ -121,6 +121,16 @@ def test_explain_command_writes_the_schema(runs, tmp_path):
     assert not [p for p in os.listdir(out) if p.startswith(".")]  # no temporary left
 
 
+def test_one_event_history(runs):
+    """Without its only event the history is empty: the score of the model's initial state."""
+    workdir, c = runs("gru", "gate")
+    rec = Recommender.load(workdir)
+    ev = _events(c).iloc[:1]
+    ex = rec.explain(ev, [ev["item"].iloc[0]], user=ev["user"].iloc[0])
+    empty = np.asarray(rec.c)[rec._internal(ex.items)]  # u = h = 0: the bias (untied output)
+    np.testing.assert_allclose(ex.scores + ex.attribution[0], empty, atol=1e-5)
+
+
 def test_bad_input_is_named(runs):
     workdir, c = runs("agru", "input")
     rec = Recommender.load(workdir)
