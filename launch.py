@@ -50,6 +50,10 @@ _RECOMMEND = flags.DEFINE_bool(
 _EXPORT = flags.DEFINE_bool(
     "export", False, "Write --out DIR: the run's scoring function (jax.export) and parameters."
 )
+_EXPLAIN = flags.DEFINE_bool(
+    "explain", False, "Write --out DIR: the top --k of --users explained (durgru_jax/explain.py)."
+)
+_USERS = flags.DEFINE_string("users", None, "--explain: comma-separated user ids.")
 _K = flags.DEFINE_integer("k", 10, "--recommend: items per user.")
 _OUT = flags.DEFINE_string("out", None, "--recommend: .csv/.tsv/.parquet file; --export: DIR.")
 _EVENTS = flags.DEFINE_string(
@@ -60,13 +64,16 @@ _VERBOSE = flags.DEFINE_bool(
     "verbose", False, "On an error, show its traceback, not just its one-line message."
 )
 flags.register_multi_flags_validator(
-    ["config", "workdir", "report", "recommend", "export"],
+    ["config", "workdir", "report", "recommend", "export", "explain"],
     lambda f: (
         f["report"] is not None
-        or (f["workdir"] is not None and (f["config"] is not None or f["recommend"] or f["export"]))
+        or (
+            f["workdir"] is not None
+            and (f["config"] is not None or f["recommend"] or f["export"] or f["explain"])
+        )
     ),
-    message="--config and --workdir are required (only --workdir with --recommend or --export; "
-    "neither with --report DIR)",
+    message="--config and --workdir are required (only --workdir with --recommend, --export or "
+    "--explain; neither with --report DIR)",
 )
 
 
@@ -119,6 +126,11 @@ def main(argv):
     logging.set_verbosity(max(logging.get_verbosity(), logging.INFO))
     logging.get_absl_handler().addFilter(_DropLibraryChatter())
     try:
+        if _EXPLAIN.value:  # read-only use of a finished run: no lock
+            from durgru_jax import explain_cli
+
+            explain_cli.explain(_WORKDIR.value, _USERS.value, _K.value, _OUT.value)
+            return
         if _RECOMMEND.value or _EXPORT.value:  # read-only uses of a finished run: no lock
             from durgru_jax import recommend_cli
 

@@ -70,13 +70,21 @@ def gru_step(params: Params, h_BxH: Array, xp_Bx3H: Array, alpha_B: Array, durat
     variant ``r_t * (U h_{t-1})``). With ``duration_mode == "gate"`` the update gate is
     scaled by the duration factor, ``z_t <- alpha_t z_t`` (AUGRU of DIEN).
     """
+    return gru_step_gates(params, h_BxH, xp_Bx3H, alpha_B, duration_mode)[0]
+
+
+def gru_step_gates(
+    params: Params, h_BxH: Array, xp_Bx3H: Array, alpha_B: Array, duration_mode: str
+) -> tuple[Array, Array]:
+    """`gru_step` and its update gate as applied, ``z_t`` of eq. (11) ``[B, H]`` (after the
+    duration factor with ``duration_mode == "gate"``): the share of new knowledge."""
     hdim = h_BxH.shape[-1]
     zr = jax.nn.sigmoid(xp_Bx3H[:, : 2 * hdim] + h_BxH @ params["u_zr"])
     z, r = zr[:, :hdim], zr[:, hdim:]
     cand = jnp.tanh(xp_Bx3H[:, 2 * hdim :] + (r * h_BxH) @ params["u_n"])
     if duration_mode == "gate":
         z = alpha_B[:, None] * z
-    return (1.0 - z) * h_BxH + z * cand
+    return (1.0 - z) * h_BxH + z * cand, z
 
 
 # --------------------------------------------------------------------------------------
@@ -247,6 +255,26 @@ def agru_step(
     * ``duration_mode == "gate"`` scales the share of new knowledge by the duration factor:
       ``1 - z_t <- alpha_t (1 - z_t)``.
     """
+    return agru_step_gates(
+        params, h_BxH, xc_BxH, xz_BxH, s_BxH, sv_BxH, tr_ctx_B, alpha_B, duration_mode, relevance
+    )[0]
+
+
+def agru_step_gates(
+    params: Params,
+    h_BxH: Array,
+    xc_BxH: Array,
+    xz_BxH: Array,
+    s_BxH: Array,
+    sv_BxH: Array,
+    tr_ctx_B: Array,
+    alpha_B: Array,
+    duration_mode: str,
+    relevance: bool = True,
+) -> tuple[Array, Array, Array]:
+    """`agru_step` and its gates: ``(h_t, z_t [B, H], a_t [B])``, the update gate of eq. (7)
+    (the share of the *old* state, before the duration factor) and the relevance weight
+    ``a_t`` (ones without ``relevance``: no relevance context then)."""
     hdim = h_BxH.shape[-1]
     n_tr = params["w_tr"].shape[1] // hdim
     if "u_r" in params:  # ablation: learned reset gate r_t, candidate from (r_t * h) T_c
@@ -265,6 +293,7 @@ def agru_step(
         ht = jnp.sum(jnp.where(pick_BxCT[..., None], ht_BxCTxH, 0.0), axis=1)
     cand = jnp.tanh(xc_BxH + ht)
     pre_z = xz_BxH + hu
+    a_B = jnp.ones(h_BxH.shape[:1], h_BxH.dtype)
     if relevance:
         a_B = jax.nn.sigmoid(jnp.sum(cand * s_BxH, axis=-1) / jnp.sqrt(float(hdim)))
         pre_z = pre_z + a_B[:, None] * sv_BxH
@@ -272,7 +301,7 @@ def agru_step(
     new = 1.0 - z
     if duration_mode == "gate":
         new = alpha_B[:, None] * new
-    return new * cand + (1.0 - new) * h_BxH
+    return new * cand + (1.0 - new) * h_BxH, z, a_B
 
 
 # --------------------------------------------------------------------------------------

@@ -317,6 +317,13 @@ class Recommender:
         ui = inputs.from_events(self.artifacts, inputs.events_frame(frame))
         return {k: ui.examples[k] for k in inputs.MODEL_INPUTS}, ui.users
 
+    def explain(self, events, items, user=None):
+        """Per-event diagnostics and occlusion attributions of ``items`` for ONE user's
+        ``events`` (`durgru_jax.explain.explain`)."""
+        from durgru_jax import explain as explain_lib
+
+        return explain_lib.explain(self, events, items, user)
+
     # ------------------------------------------------------------------ machinery
 
     def _batches(self, ex):
