@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 
 from durgru_jax import cells
+from durgru_jax import model as model_lib
 from durgru_jax import recommend_inputs as inputs
 from durgru_jax.config import ModelConfig
-from durgru_jax.duration import duration_factor
 from durgru_jax.evaluate import _eval_forward
 
 NOISE = "_is_noise"  # ground truth of the synthetic generator, kept when the events have it
@@ -104,17 +104,7 @@ def step_diagnostics(params, cfg: ModelConfig, batch) -> dict[str, jax.Array]:
     p = params["cell"]
     x = params["item_emb"][batch["items"]] * mask[..., None]
     mode = cfg.duration_mode
-    if mode == "none":
-        alpha = jnp.ones(mask.shape, x.dtype)
-    else:
-        alpha = duration_factor(
-            batch["dur"],
-            batch["dur_ok"],
-            batch["dur_mean"],
-            batch["dur_std"],
-            batch["dur_user_ok"],
-            scale=cfg.duration_scale,
-        )
+    alpha = model_lib.duration_alpha(cfg, batch, x.dtype)
     if cfg.cell == "gru":
         xs = (cells.gru_inputs(p, x, alpha, mode), alpha)
 

@@ -116,6 +116,20 @@ def init_params(
     return params
 
 
+def duration_alpha(cfg: ModelConfig, batch: Batch, dtype) -> Array:
+    """The duration attention factor of every step, eq. (9) (ones with ``duration_mode=none``)."""
+    if cfg.duration_mode == "none":
+        return jnp.ones(batch["mask"].shape, dtype)
+    return duration_factor(
+        batch["dur"],
+        batch["dur_ok"],
+        batch["dur_mean"],
+        batch["dur_std"],
+        batch["dur_user_ok"],
+        scale=cfg.duration_scale,
+    )
+
+
 def encode(
     params: Params,
     cfg: ModelConfig,
@@ -140,17 +154,7 @@ def encode(
     mask, reset = batch["mask"], batch["reset"]
     x_BxTxE = params["item_emb"][batch["items"]] * mask[..., None]
     x_BxTxE = layers.dropout(x_BxTxE, cfg.embed_rate, k_in)
-    if cfg.duration_mode == "none":
-        alpha_BxT = jnp.ones(mask.shape, x_BxTxE.dtype)
-    else:
-        alpha_BxT = duration_factor(
-            batch["dur"],
-            batch["dur_ok"],
-            batch["dur_mean"],
-            batch["dur_std"],
-            batch["dur_user_ok"],
-            scale=cfg.duration_scale,
-        )
+    alpha_BxT = duration_alpha(cfg, batch, x_BxTxE.dtype)
     p = params["cell"]
     b, h = mask.shape[0], cfg.hidden_dim
     h0 = jnp.zeros((b, h), x_BxTxE.dtype) if h0_BxH is None else h0_BxH.astype(x_BxTxE.dtype)
