@@ -37,7 +37,7 @@ import pandas as pd
 
 from durgru_jax import artifacts as artifacts_lib
 from durgru_jax import model as model_lib
-from durgru_jax.base_config import load_config_file
+from durgru_jax.base_config import load_config
 from durgru_jax.config import from_config
 from durgru_jax.data import dataset as ds
 from durgru_jax.data import sources
@@ -83,7 +83,7 @@ def generate_log(n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:
 
 def build(events: pd.DataFrame, seed: int = 0) -> tuple[Recommender, ds.Prepared]:
     """A random model of configs/ml1m.py with the artifacts of ``events`` (as a run has)."""
-    config = load_config_file(os.path.join(ROOT, "configs", "ml1m.py")).get_config()
+    config = load_config(os.path.join(ROOT, "configs", "ml1m.py"))
     p = ds.prepare(events, sources.prep_config(config.data, seed))
     rc = from_config(
         config,

@@ -422,14 +422,14 @@ def test_exported_sasrec_and_gru_take_a_symbolic_batch(runs) -> None:
 
 def test_ctr_run_scores_the_rows_of_a_criteo_file(tmp_path) -> None:
     from durgru_jax import ctr, recommend_cli
-    from durgru_jax.base_config import load_config_file
+    from durgru_jax.base_config import load_config
     from durgru_jax.ctr import criteo, serve
     from durgru_jax.ctr import synthetic as ctr_synthetic
 
     path = tmp_path / "train.txt"
     ctr_synthetic.write_criteo_tsv(path, 1500, seed=3, cardinality_scale=1e-3)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    c = load_config_file(os.path.join(root, "configs", "criteo.py")).get_config()
+    c = load_config(os.path.join(root, "configs", "criteo.py"))
     c.data.path, c.data.cache_dir, c.data.min_count = str(path), str(tmp_path / "cache"), 2
     c.model.cell, c.model.embed_dim, c.model.hidden_dim = "gru", 4, 8
     c.train.batch_size, c.train.epochs, c.train.eval_every_steps = 100, 1, 0
