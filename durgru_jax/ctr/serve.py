@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from durgru_jax.ctr import criteo
+from durgru_jax.ctr import criteo, criteo_format
 from durgru_jax.ctr import model as ctr_model
 
 
@@ -71,7 +71,7 @@ def tokenise(path: str, vocab_dir: str, int_transform: str, on_bad_rows: str = "
     for block in criteo.iter_blocks(path, on_bad_rows=on_bad_rows):
         ints = criteo.transform_ints(block.ints, block.ints_missing, int_transform)
         keys = [ints[:, j] for j in range(criteo.N_INT)]
-        keys += [block.cat_keys[:, j] for j in range(criteo.N_CAT)]
+        keys += [block.cat_keys[:, j] for j in range(criteo_format.N_CAT)]
         missing = np.concatenate([block.ints_missing, block.cats_missing], axis=1)
         tok = np.empty((len(block.labels), len(criteo.FIELDS)), np.int32)
         for j, ix in enumerate(index):
