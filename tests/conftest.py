@@ -74,3 +74,25 @@ def make_tiny():
 def tiny_config() -> ml_collections.ConfigDict:
     """A fresh tiny config per test; tests may modify it further."""
     return make_tiny_config()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, make_tiny):
+    """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use
+    (the trained models behind the recommend and explain tests)."""
+    from durgru_jax.train import train_and_evaluate
+
+    made = {}
+
+    def get(cell: str = "agru", mode: str = "input") -> tuple[str, object]:
+        if (cell, mode) not in made:
+            c = make_tiny()
+            c.train.epochs = 1
+            c.model.cell = cell
+            c.model.duration_mode = mode
+            workdir = str(tmp_path_factory.mktemp(f"run_{cell}_{mode}"))
+            train_and_evaluate(c, workdir)
+            made[cell, mode] = (workdir, c)
+        return made[cell, mode]
+
+    return get

@@ -16,26 +16,6 @@ from durgru_jax import cells, explain_cli
 from durgru_jax import explain as explain_lib
 from durgru_jax.data import synthetic
 from durgru_jax.recommend import Recommender
-from durgru_jax.train import train_and_evaluate
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, make_tiny):
-    """Tiny one-epoch runs, one per (cell, duration mode), made on first use."""
-    made = {}
-
-    def get(cell: str, mode: str) -> tuple[str, object]:
-        if (cell, mode) not in made:
-            c = make_tiny()
-            c.train.epochs = 1
-            c.model.cell = cell
-            c.model.duration_mode = mode
-            workdir = str(tmp_path_factory.mktemp(f"run_{cell}_{mode}"))
-            train_and_evaluate(c, workdir)
-            made[cell, mode] = (workdir, c)
-        return made[cell, mode]
-
-    return get
 
 
 def _events(config):

@@ -27,7 +27,6 @@ from durgru_jax.recommend import (
     Recommender,
     RunNotReadyError,
 )
-from durgru_jax.train import train_and_evaluate
 
 VARIANTS = [
     ("agru", "input"),
@@ -36,25 +35,6 @@ VARIANTS = [
     ("gru", "input"),
     ("sasrec", "none"),
 ]
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, make_tiny):
-    """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use."""
-    made = {}
-
-    def get(cell: str = "agru", mode: str = "input") -> tuple[str, object]:
-        if (cell, mode) not in made:
-            c = make_tiny()
-            c.train.epochs = 1
-            c.model.cell = cell
-            c.model.duration_mode = mode
-            workdir = str(tmp_path_factory.mktemp(f"run_{cell}_{mode}"))
-            train_and_evaluate(c, workdir)
-            made[cell, mode] = (workdir, c)
-        return made[cell, mode]
-
-    return get
 
 
 def _raw_events(config) -> pd.DataFrame:
