@@ -137,7 +137,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_epochs: int | None = 
         config,
         n_items=p.n_items,
         n_input_contexts=p.n_input_contexts if config.model.cell == "agru" else 1,
-        n_transfer_contexts=p.n_transfer_contexts if config.model.cell == "agru" else 1,
+        n_transfer_contexts=p.n_transfer_contexts
+        if config.model.cell == "agru" or config.model.gap_input
+        else 1,
         rating_head=rating_head,
         max_len=int(config.data.max_len),
     )

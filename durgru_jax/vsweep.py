@@ -196,7 +196,7 @@ def _setup(config, workdir: str | None) -> _Run:
         config,
         n_items=p.n_items,
         n_input_contexts=p.n_input_contexts if agru else 1,
-        n_transfer_contexts=p.n_transfer_contexts if agru else 1,
+        n_transfer_contexts=p.n_transfer_contexts if agru or config.model.gap_input else 1,
         rating_head=rating_head,
         max_len=int(config.data.max_len),
     )
