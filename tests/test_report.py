@@ -14,7 +14,7 @@ import pytest
 
 from durgru_jax import report
 from durgru_jax import train as train_lib
-from durgru_jax.base_config import config_module
+from durgru_jax.base_config import RECOMMENDED_MODEL, config_module
 from durgru_jax.sweep import expand, run_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,8 +254,9 @@ def test_section43_sweep_declares_learning_rates_then_hidden_sizes():
 def test_rating_sweep_mixes_the_recurrent_models_and_mf_on_one_split():
     rating = _config_module("rating")
     runs = expand(lambda add: rating.sweep(add, "ml1m"))
-    assert len(runs) == 9 and runs[0] == {"seed": 0}  # the aGRU first: the report's reference
-    assert sum(r.get("model.cell") == "gru" for r in runs) == 3
+    assert len(runs) == 12 and runs[0] == {"seed": 0}  # the aGRU first: the report's reference
+    assert sum(r == {"model.cell": "gru", "seed": r["seed"]} for r in runs) == 3
+    assert sum(r == {**RECOMMENDED_MODEL, "seed": r["seed"]} for r in runs) == 3
     assert sum(r.get("baseline.name") == "mf" and r["task"] == "baseline" for r in runs) == 3
     base, mf = rating.get_config("ml1m"), rating.get_config("ml1m,mf")
     assert base.task == "" and base.loss.rating_weight > 0 and base.data.split == "random"
@@ -272,7 +273,8 @@ def test_rating_sweep_mixes_the_recurrent_models_and_mf_on_one_split():
 def test_ranking_sweep_takes_each_methods_own_config():
     ranking = _config_module("ranking")
     runs = expand(lambda add: ranking.sweep(add, "ml1m"))
-    assert len(runs) == 4 * 3 + 2 and runs[0] == {"seed": 0}
+    assert len(runs) == 5 * 3 + 2 and runs[0] == {"seed": 0}
+    assert sum(r == {**RECOMMENDED_MODEL, "seed": r["seed"]} for r in runs) == 3
     sub = expand(lambda add: ranking.sweep(add, "ml1m,seeds=1,methods=agru+pop"))
     assert sub == [{"seed": 0}, {"task": "baseline", "baseline.name": "pop", "seed": 0}]
     # A method's row is the same run as its own config file's.

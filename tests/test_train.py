@@ -284,3 +284,14 @@ def test_error_metrics_are_minimised_in_model_selection() -> None:
     assert not _higher_is_better("valid/rmse")
     assert not _higher_is_better("valid/mae")
     assert not _higher_is_better("valid/logloss")
+
+
+def test_gap_input_sizes_its_table_from_the_datas_gap_buckets(tmp_path, tiny_config) -> None:
+    c = tiny_config
+    c.model.cell = "gru"
+    c.model.gap_input = True
+    c.train.epochs = 1
+    results = train_lib.train_and_evaluate(c, str(tmp_path / "gap"))
+    # 4 quantile buckets of the time gap plus bucket 0 (no previous event), as the aGRU's
+    assert c.data.gap_buckets == 4 and results["model"]["n_transfer_contexts"] == 5
+    assert math.isfinite(results["metrics"]["test/ndcg@10"])
