@@ -37,7 +37,7 @@ def get_config(arg: str = ""):
         c.optim.learning_rate = 3e-3  # as configs/default.py (MovieLens: 1e-2, as the aGRU)
         c.train.epochs = 30
     else:  # configs/ml1m.py / ml100k.py with 200 events of history, as configs/sasrec.py
-        c = load_config(f"{dataset}.py", beside=__file__)
+        c = load_config(f"{dataset}.py:paper", beside=__file__)  # _adpr sets the model
         c.data.max_len = 200
         c.train.epochs = 100
         c.train.patience = 5

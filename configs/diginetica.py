@@ -3,6 +3,9 @@
 ``python launch.py --config configs/diginetica.py --workdir runs/dn \\
     --config.data.path=train-item-views.csv``
 
+``--config configs/diginetica.py:paper``: paper 000's aGRU instead of the recommended model
+(docs/model_and_protocol.md).
+
 Same protocol as ``configs/yoochoose.py`` with the last 7 days as test and the 7 before as
 validation (the usual DIGINETICA cut). Timestamps are the event date plus the ``timeframe``
 offset (ms since the session's first event), so dwell = difference of consecutive timeframes.
@@ -15,13 +18,20 @@ Variants (``--config configs/diginetica.py:VARIANT``):
   >= 2 clicks, smaller batches and more epochs, so the run trains past its floor of 100 steps.
 """
 
-from durgru_jax.base_config import get_session_config, parse_variant, shared_sample
+from durgru_jax.base_config import (
+    MODELS,
+    get_session_config,
+    parse_variant,
+    shared_sample,
+    use_model,
+)
 
-CHOICES = {"variant": ("full", "sample")}  # the argument after ":", default first
+CHOICES = {"variant": ("full", "sample"), "model": MODELS}  # after ":", defaults first
 
 
 def get_config(arg: str = ""):
-    variant = parse_variant(arg, CHOICES, config="diginetica")["variant"]
+    v = parse_variant(arg, CHOICES, config="diginetica")
+    variant = v["variant"]
     c = get_session_config()
     c.data.source = "diginetica"
     c.data.path = "data/raw/diginetica/train-item-views.csv"
@@ -33,4 +43,4 @@ def get_config(arg: str = ""):
         c.data.kcore_items = 2
         c.train.batch_size = 64
         c.train.epochs = 100
-    return c
+    return use_model(c, v["model"])

@@ -38,12 +38,14 @@ whole session.
 
 from durgru_jax.base_config import load_config, parse_variant
 
-DATASETS = {  # variant -> its dataset config, configs/NAME.py[:VARIANT]
-    "synthetic": "default.py",
-    "ml1m": "ml1m.py:gru4rec",
-    "ml100k": "ml100k.py:gru4rec",
-    "yoochoose": "yoochoose.py:clicks",
-    "prepared": "yoochoose.py:prepared",
+# variant -> its dataset config, configs/NAME.py[:VARIANT]; the model is set below, so the
+# dataset's own model choices (its ``paper`` one: the dataclass defaults) stay out of it
+DATASETS = {
+    "synthetic": "default.py:paper",
+    "ml1m": "ml1m.py:gru4rec,paper",
+    "ml100k": "ml100k.py:gru4rec,paper",
+    "yoochoose": "yoochoose.py:clicks,paper",
+    "prepared": "yoochoose.py:prepared,paper",
 }
 LOSSES = ("xe", "bpr_max")
 # The argument after ":", defaults first.

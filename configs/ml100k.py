@@ -2,13 +2,14 @@
 
 ``python launch.py --config configs/ml100k.py --workdir runs/ml100k --config.data.path=u.data``
 
-Same protocol, model and duration choice as ``configs/ml1m.py`` (see there); smaller batches
-and more epochs for a tenth of the data.
+Same protocol, model and duration choice, and the same variants (``gru4rec``, ``rating``,
+``paper``) as ``configs/ml1m.py`` (see there); smaller batches and more epochs for a tenth of
+the data.
 """
 
-from durgru_jax.base_config import MOVIELENS_VARIANTS, get_movielens_config
+from durgru_jax.base_config import MODELS, MOVIELENS_VARIANTS, get_movielens_config
 
-CHOICES = {"variant": MOVIELENS_VARIANTS}  # the argument after ":", default first
+CHOICES = {"variant": MOVIELENS_VARIANTS, "model": MODELS}  # after ":", defaults first
 
 
 def get_config(arg: str = ""):

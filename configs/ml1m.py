@@ -6,16 +6,18 @@ Variants (``--config configs/ml1m.py:VARIANT``):
   * ``default``: full ranking with already-rated movies excluded (the RecBole convention);
   * ``gru4rec``: the protocol of the official GRU4Rec comparison: history *not* excluded,
     selected on validation recall@20;
-  * ``rating``: random 90/10 rating split with the rating head (RMSE/MAE of paper 000).
+  * ``rating``: random 90/10 rating split with the rating head (RMSE/MAE of paper 000);
+  * ``paper``, also with a protocol (``gru4rec,paper``): paper 000's aGRU instead of the
+    recommended model (docs/model_and_protocol.md).
 
-MovieLens has no browsing durations. Default: none, so the duration factor is neutral (0.5)
-and ``duration_mode=input`` reduces to a constant input scale; ``data.duration_proxy=prev_gap``
-uses the time since the user's previous rating instead (causal, but a weak proxy).
+MovieLens has no browsing durations. Default: none, so the duration factor is neutral (1) and
+every ``duration_mode`` computes what ``none`` does; ``data.duration_proxy=prev_gap`` uses the
+time since the user's previous rating instead (causal, but a weak proxy).
 """
 
-from durgru_jax.base_config import MOVIELENS_VARIANTS, get_movielens_config
+from durgru_jax.base_config import MODELS, MOVIELENS_VARIANTS, get_movielens_config
 
-CHOICES = {"variant": MOVIELENS_VARIANTS}  # the argument after ":", default first
+CHOICES = {"variant": MOVIELENS_VARIANTS, "model": MODELS}  # after ":", defaults first
 
 
 def get_config(arg: str = ""):

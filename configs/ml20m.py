@@ -2,15 +2,21 @@
 
 ``python launch.py --config configs/ml20m.py --workdir runs/ml20m --config.data.path=ratings.csv``
 
+``--config configs/ml20m.py:paper``: paper 000's aGRU instead of the recommended model
+(docs/model_and_protocol.md).
+
 Same protocol and duration choice as ``configs/ml1m.py``; a larger catalogue, so the sampled
 softmax is the default target loss.
 """
 
-from durgru_jax.base_config import get_movielens_config
+from durgru_jax.base_config import MODELS, get_movielens_config, parse_variant
+
+CHOICES = {"model": MODELS}  # the argument after ":", default first
 
 
-def get_config():
-    c = get_movielens_config()
+def get_config(arg: str = ""):
+    model = parse_variant(arg, CHOICES, config="ml20m")["model"]
+    c = get_movielens_config(model)
     c.data.path = "data/raw/ml-20m/ratings.csv"
     c.data.dataset = "ml20m"  # fetched into data/raw/ when the path is missing (if allowed)
     c.data.kcore_items = 5

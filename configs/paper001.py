@@ -2,9 +2,14 @@
 item-based CF (IUF, top-k, time window) against recurrent models, on precision, recall, user
 coverage and item coverage.
 
-``python launch.py --config configs/paper001.py --sweep --workdir W \\
+``python launch.py --config configs/paper001.py:agru --sweep --workdir W \\
     --config.data.path=PATH/UserBehavior.csv`` then ``python launch.py --report W``.
-One method: ``--config configs/paper001.py:itemcf`` (``agru`` | ``gru`` | ``itemcf`` | ``pop``).
+One method: ``--config configs/paper001.py:itemcf``: ``rec`` (default: the recommended model,
+docs/model_and_protocol.md) | ``agru`` (paper 000's aGRU) | ``gru`` (the aGRU's settings with
+the GRU cell) | ``itemcf`` | ``pop``. The sweep declares every method with the one it is
+given first (the report's reference), each run as the method's overrides plus whatever else
+its config differs in from that one's: with ``:agru`` the runs and their names are those of
+the table in docs/results.md plus ``rec``; without a variant the same runs.
 
 Protocol (our reading of paper 001, Section 4): Taobao UserBehavior (the public Alibaba
 behaviour log; paper 001 used the Alibaba competition's mobile log, which needs a login), one
@@ -21,16 +26,25 @@ import os
 
 import ml_collections
 
-from durgru_jax.base_config import get_base_config, parse_variant, set_overrides
+from durgru_jax.base_config import (
+    RECOMMENDED_MODEL,
+    config_diff,
+    get_base_config,
+    parse_variant,
+    set_overrides,
+)
 from durgru_jax.baselines import use_dataset
 
-METHODS = {
+METHODS = {  # overrides of paper 000's aGRU on this protocol, in the table's order
     "agru": {},
     "gru": {"model.cell": "gru"},
     "itemcf": {"task": "baseline", "baseline.name": "itemcf"},
     "pop": {"task": "baseline", "baseline.name": "pop"},
+    "rec": RECOMMENDED_MODEL,
 }
-CHOICES = {"method": tuple(METHODS)}  # the argument after ":", default first
+TRAINED = ("agru", "gru", "rec")  # seeded; the baselines are deterministic
+# the argument after ":", default first: the recommended model
+CHOICES = {"method": ("rec", *(m for m in METHODS if m != "rec"))}
 
 
 def get_config(arg: str = ""):
@@ -69,8 +83,11 @@ def get_config(arg: str = ""):
     return set_overrides(c, METHODS[method])
 
 
-def sweep(add):
-    for name, overrides in METHODS.items():
-        seeds = (0, 1, 2) if name in ("agru", "gru") else (0,)  # the baselines are deterministic
-        for seed in seeds:
+def sweep(add, arg: str = ""):
+    base = parse_variant(arg, CHOICES, config="paper001 sweep")["method"]
+    config = get_config(base)
+    for name in (base, *(m for m in METHODS if m != base)):
+        # the method's own overrides, and whatever else its config differs in from the base's
+        overrides = {**config_diff(get_config(name), config), **METHODS[name]}
+        for seed in (0, 1, 2) if name in TRAINED else (0,):
             add(**overrides, seed=seed)

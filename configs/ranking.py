@@ -1,12 +1,15 @@
-"""The MovieLens ranking table in one command: the aGRU beside a plain GRU, SASRec, the
-ADPR-style attention baseline, ItemCF-IUF and most-popular, on one split, one evaluator.
+"""The MovieLens ranking table in one command: paper 000's aGRU beside a plain GRU, the
+recommended model (docs/model_and_protocol.md), SASRec, the ADPR-style attention baseline,
+ItemCF-IUF and most-popular, on one split, one evaluator.
 
 ``python launch.py --config configs/ranking.py:ml1m --sweep --workdir W \\
     --config.data.path=PATH/ratings.dat`` then ``python launch.py --report W``.
 One method: ``--config configs/ranking.py:ml1m,sasrec``.
 
 Arguments ``DATASET[,METHOD][,seeds=N][,methods=A+B+...]``: ``ml1m`` (default) or ``ml100k``;
-a method (default ``agru``): ``agru`` | ``gru`` | ``sasrec`` | ``adpr`` | ``itemcf`` | ``pop``;
+a method (default ``agru``): ``agru`` | ``gru`` (the aGRU's settings with the GRU cell) |
+``rec`` (the recommended model: ``configs/ml1m.py``'s default) | ``sasrec`` | ``adpr`` |
+``itemcf`` | ``pop``;
 for ``--sweep``, ``seeds=N`` (default 3) seeds of each trained model and ``methods=...`` a
 subset (default: all; SASRec and ADPR take hours on a CPU). Protocol: ``configs/ml1m.py``
 (leave-one-out, validation the second-to-last event, full ranking with the user's rated movies
@@ -18,11 +21,18 @@ same run as that config's.
 
 import ml_collections
 
-from durgru_jax.base_config import load_config, parse_variant, positive_int, set_overrides
+from durgru_jax.base_config import (
+    RECOMMENDED_MODEL,
+    config_diff,
+    load_config,
+    parse_variant,
+    positive_int,
+    set_overrides,
+)
 
 DATASETS = ("ml1m", "ml100k")
-METHOD_NAMES = ("agru", "gru", "sasrec", "adpr", "itemcf", "pop")
-TRAINED = ("agru", "gru", "sasrec", "adpr")  # seeded; the two baselines are deterministic
+METHOD_NAMES = ("agru", "gru", "rec", "sasrec", "adpr", "itemcf", "pop")
+TRAINED = ("agru", "gru", "rec", "sasrec", "adpr")  # seeded; the baselines are deterministic
 CHOICES = {"dataset": DATASETS, "method": METHOD_NAMES}  # the argument after ":"
 
 
@@ -39,18 +49,8 @@ def _methods(text: str) -> tuple[str, ...]:
 EXTRAS = {"seeds": positive_int, "methods": _methods}
 
 
-def _flat(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _base(dataset: str):
-    c = load_config(f"{dataset}.py", beside=__file__)
+    c = load_config(f"{dataset}.py:paper", beside=__file__)  # the protocol and paper 000's aGRU
     c.task = ""  # "" = the recurrent / attention model; "baseline" = config.baseline
     itemcf = load_config("itemcf.py", beside=__file__)
     c.baseline = ml_collections.ConfigDict(itemcf.baseline.to_dict())
@@ -64,11 +64,12 @@ def method_overrides(dataset: str, method: str) -> dict:
         return {}
     if method == "gru":
         return {"model.cell": "gru"}
+    if method == "rec":
+        return dict(RECOMMENDED_MODEL)
     if method in ("itemcf", "pop"):
         return {"task": "baseline", "baseline.name": method}
-    base = _flat(_base(dataset).to_dict())
-    other = _flat(load_config(f"{method}.py:{dataset}", beside=__file__).to_dict())
-    return {k: v for k, v in other.items() if k in base and base[k] != v}
+    other = load_config(f"{method}.py:{dataset}", beside=__file__)
+    return config_diff(other, _base(dataset))
 
 
 def get_config(arg: str = ""):

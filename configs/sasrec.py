@@ -47,7 +47,7 @@ def get_config(arg: str = ""):
         c = get_base_config()
         c.train.epochs = 30
     else:  # configs/ml1m.py / ml100k.py with SASRec's n = 200 events of history (ML-1M)
-        c = load_config(f"{dataset}.py", beside=__file__)
+        c = load_config(f"{dataset}.py:paper", beside=__file__)  # _sasrec sets the model
         c.data.max_len = 200
         c.train.epochs = 200
         c.train.patience = 5

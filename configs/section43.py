@@ -51,8 +51,8 @@ def get_config(arg: str = ""):
         c = _criteo("tiny" if dataset == "criteo_tiny" else "default")
     elif dataset == "synthetic":
         c = get_base_config()  # learning rate 1e-3
-    else:  # the rating protocol of configs/ml1m.py / ml100k.py (learning rate 1e-2)
-        c = load_config(f"{dataset}.py:rating", beside=__file__)
+    else:  # the rating protocol of configs/ml1m.py / ml100k.py (learning rate 1e-2), the aGRU
+        c = load_config(f"{dataset}.py:rating,paper", beside=__file__)
     if not dataset.startswith("criteo"):
         c.train.epochs = 1000  # max_steps ends every run
         c.train.patience = 1000  # no early stopping: every run reaches max_steps

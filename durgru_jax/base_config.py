@@ -1,7 +1,9 @@
 """The experiment ConfigDict: `get_base_config` and the dataset bases the files in ``configs/``
-start from, and the machinery those files share: the one dotted-override setter
-(`set_override`), the one config-file loader (`load_config`, ``PATH.py[:VARIANT]``) and the one
-variant parser (`parse_variant`).
+start from; the model slot of the dataset configs (`MODELS`: the recommended model,
+`RECOMMENDED_MODEL`, or paper 000's aGRU; `use_model`); and the machinery those files share:
+the one dotted-override setter (`set_override`) and difference (`config_diff`), the one
+config-file loader (`load_config`, ``PATH.py[:VARIANT]``) and the one variant parser
+(`parse_variant`).
 
 No default is written here twice: the ``model`` / ``loss`` / ``optim`` / ``train`` / ``eval``
 groups are built from the typed dataclasses of `durgru_jax.config`, and the preprocessing keys
@@ -14,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import types
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -80,6 +83,44 @@ def get_base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# ----------------------------------------------------------------------------- the model
+
+# A dataset config's model slot (the argument after ":", default first): "recommended" or
+# "paper", paper 000's aGRU exactly as the dataclass defaults of `durgru_jax.config` hold it.
+MODELS = ("recommended", "paper")
+
+# The recommended model, as overrides of the paper's (docs/model_and_protocol.md, "The
+# recommended model"; the measurements behind each line are in docs/ablations.md):
+RECOMMENDED_MODEL = types.MappingProxyType(
+    {
+        # the plain GRU of eq. (10)-(11), learned reset gate: better than the aGRU on every dataset
+        "model.cell": "gru",
+        # the duration factor scales the update gate (AUGRU): better than scaling the input on the
+        # synthetic logs; exactly neutral (factor 1) where the data has no durations
+        "model.duration_mode": "gate",
+        # the time gap since the previous event (the aGRU's transfer context) as a GRU input:
+        # better on ML-100K validation, neutral on the synthetic logs
+        "model.gap_input": True,
+        # no auxiliary loss (eq. 13-14): within noise everywhere but a small gain on YOOCHOOSE
+        "loss.aux_weight": 0.0,
+    }
+)
+
+
+def recommended_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Sets `RECOMMENDED_MODEL` in ``config`` (in place; returns it). The dataset settings
+    (data, protocol, sizes, learning rate, ``duration_delay``) are left as they are."""
+    return set_overrides(config, RECOMMENDED_MODEL)
+
+
+def use_model(config: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
+    """``config`` with the model of the slot ``model`` (one of `MODELS`): "recommended" sets
+    `RECOMMENDED_MODEL`, "paper" keeps paper 000's aGRU (in place; returns ``config``)."""
+    if model not in MODELS:
+        raise ValueError(f"model {model!r} is not one of {list(MODELS)}")
+    return recommended_model(config) if model == "recommended" else config
+
+
 def get_session_config() -> ml_collections.ConfigDict:
     """Base for click / behaviour logs: sessions, derived dwell, temporal split."""
     c = get_base_config()
@@ -122,10 +163,13 @@ def get_user_log_config() -> ml_collections.ConfigDict:
 MOVIELENS_VARIANTS = ("default", "gru4rec", "rating")
 
 
-def get_movielens_config(variant: str = "") -> ml_collections.ConfigDict:
-    """Base for MovieLens: leave-one-out; ``variant`` "gru4rec" (history not excluded,
-    selection on recall@20, as GRU4Rec evaluates) or "rating" (random 90/10 rating split)."""
-    variant = parse_variant(variant, {"variant": MOVIELENS_VARIANTS}, config="MovieLens")["variant"]
+def get_movielens_config(arg: str = "") -> ml_collections.ConfigDict:
+    """Base for MovieLens: leave-one-out; ``arg`` names a protocol variant, "gru4rec" (history
+    not excluded, selection on recall@20, as GRU4Rec evaluates) or "rating" (random 90/10
+    rating split), and/or a model of `MODELS` (default: the recommended one)."""
+    choices = {"variant": MOVIELENS_VARIANTS, "model": MODELS}
+    v = parse_variant(arg, choices, config="MovieLens")
+    variant = v["variant"]
     c = get_base_config()
     c.data.source = "movielens"
     c.data.max_len = 100  # input events per training window / evaluation input
@@ -145,7 +189,7 @@ def get_movielens_config(variant: str = "") -> ml_collections.ConfigDict:
         c.data.random_valid_ratio = 0.09
         c.loss.rating_weight = 1.0
         c.train.select_metric = "valid/rmse"  # minimised
-    return c
+    return use_model(c, v["model"])
 
 
 def shared_sample(relative: str) -> str:
@@ -228,6 +272,23 @@ def set_overrides(
     for key, value in overrides.items():
         set_override(config, key, value)
     return config
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_diff(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict) -> dict:
+    """The dotted overrides that turn ``base`` into ``config`` (`set_overrides`): every field of
+    ``base`` whose value differs in ``config``; a field only one of them has is left out."""
+    new, old = _flat(config.to_dict()), _flat(base.to_dict())
+    return {k: v for k, v in new.items() if k in old and old[k] != v}
 
 
 def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:

@@ -160,11 +160,13 @@ def _compile_seconds(jitted, *args, **kwargs) -> tuple[float, object]:
 
 def _shapes(config):
     """``(rc, n_items, max_len, batch_size, n_input_contexts, n_transfer_contexts)`` of a
-    config with a ``bench`` group (the aGRU's context counts; 1 for the other cells)."""
+    config with a ``bench`` group (the aGRU's context counts, the gap buckets of
+    ``model.gap_input``; 1 otherwise)."""
     b = config.bench
     n_items, t, bs = int(b.n_items), int(b.max_len), int(config.train.batch_size)
     agru = config.model.cell == "agru"
-    n_in, n_tr = (int(b.n_input_contexts), int(b.n_transfer_contexts)) if agru else (1, 1)
+    n_in = int(b.n_input_contexts) if agru else 1
+    n_tr = int(b.n_transfer_contexts) if agru or config.model.gap_input else 1
     rc = from_config(config, n_items=n_items, n_input_contexts=n_in, n_transfer_contexts=n_tr)
     return rc, n_items, t, bs, n_in, n_tr
 

@@ -36,12 +36,19 @@ DURATION_MODES = ("none", "input", "gate")
 # --------------------------------------------------------------------------------------
 
 
-def init_gru(key: Array, embed_dim: int, hidden_dim: int, dtype=jnp.float32) -> Params:
-    """Parameters of eq. (10): W_{z,r,n} fused to ``w_ExH3``, U_{z,r} fused, U, biases."""
+def init_gru(
+    key: Array, embed_dim: int, hidden_dim: int, dtype=jnp.float32, n_gap: int = 0
+) -> Params:
+    """Parameters of eq. (10): W_{z,r,n} fused to ``w_ExH3``, U_{z,r} fused, U, biases.
+
+    ``n_gap > 0`` (``model.gap_input``) adds ``w_gap [n_gap, 3H]``: one row of input
+    projections per time-gap bucket, as if the bucket's one-hot vector were part of the input.
+    It starts at zero, so training starts from the plain GRU.
+    """
     k1, k2, k3 = jax.random.split(key, 3)
     glorot = jax.nn.initializers.glorot_uniform()
     orth = jax.nn.initializers.orthogonal()
-    return {
+    params = {
         "w_x": glorot(k1, (embed_dim, 3 * hidden_dim), dtype),
         "u_zr": jnp.concatenate(
             [orth(k, (hidden_dim, hidden_dim), dtype) for k in jax.random.split(k2, 2)], axis=1
@@ -49,18 +56,37 @@ def init_gru(key: Array, embed_dim: int, hidden_dim: int, dtype=jnp.float32) -> 
         "u_n": orth(k3, (hidden_dim, hidden_dim), dtype),
         "b": jnp.zeros((3 * hidden_dim,), dtype),
     }
+    if n_gap:
+        params["w_gap"] = jnp.zeros((n_gap, 3 * hidden_dim), dtype)
+    return params
 
 
-def gru_inputs(params: Params, x_BxTxE: Array, alpha_BxT: Array, duration_mode: str) -> Array:
+def gru_inputs(
+    params: Params,
+    x_BxTxE: Array,
+    alpha_BxT: Array,
+    duration_mode: str,
+    gap_BxT: Array | None = None,
+) -> Array:
     """Input projections ``W_{z,r,n} (alpha_t x_t) + b`` of eq. (10), ``[B, T, 3H]``.
 
     With ``duration_mode == "input"`` (the paper) the duration factor scales the input; the
-    bias is added after the scaling, as in eq. (10) with the bias the paper mentions.
+    bias is added after the scaling, as in eq. (10) with the bias the paper mentions. With
+    ``w_gap`` in ``params`` (``model.gap_input``), the row of event t's time-gap bucket
+    ``gap_BxT`` (the gap since the previous event, known at t) is added beside the bias: the
+    factor weighs the item, not the time that passed.
     """
     proj = x_BxTxE @ params["w_x"]
     if duration_mode == "input":
         proj = alpha_BxT[..., None] * proj
-    return proj + params["b"]
+    proj = proj + params["b"]
+    if "w_gap" in params:
+        if gap_BxT is None:
+            raise ValueError("gru_inputs: params hold w_gap (model.gap_input) but no gap_BxT")
+        # A one-hot matmul, not a gather: its gradient is a matmul, a gather's a scatter-add.
+        pick = jax.nn.one_hot(gap_BxT, params["w_gap"].shape[0], dtype=proj.dtype)
+        proj = proj + pick @ params["w_gap"]
+    return proj
 
 
 def gru_step(params: Params, h_BxH: Array, xp_Bx3H: Array, alpha_B: Array, duration_mode: str):

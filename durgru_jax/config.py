@@ -61,6 +61,9 @@ class ModelConfig:
     dropout_hidden: float = -1.0
     tie_output: bool = False  # score with the item embeddings (eq. 12 with W_0 tied)
     relevance: bool = True  # aGRU: the relevance context C_A in the update gate (eq. 7)
+    # GRU: a learned embedding of the time-gap bucket since the previous event (the aGRU's
+    # transfer context, data.gap_buckets; bucket 0 = no previous event) joins the input
+    gap_input: bool = False
     n_items: int = _from_data(0)  # catalogue size (ids 1..n_items, 0 = padding)
     n_input_contexts: int = _from_data(1)
     n_transfer_contexts: int = _from_data(1)
@@ -102,6 +105,11 @@ class ModelConfig:
         _positive("model.scan_unroll", self.scan_unroll)
         _choice("model.duration_delay", self.duration_delay, (0, 1))
         _choice("model.compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
+        if self.gap_input and self.cell != "gru":
+            raise ConfigError(
+                f"config.model.gap_input=True needs config.model.cell='gru' (got "
+                f"{self.cell!r}; the aGRU's transition matrices already read the time gap)"
+            )
 
     @property
     def embed_rate(self) -> float:

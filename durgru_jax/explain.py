@@ -106,7 +106,8 @@ def step_diagnostics(params, cfg: ModelConfig, batch) -> dict[str, jax.Array]:
     mode = cfg.duration_mode
     alpha = model_lib.duration_alpha(cfg, batch, x.dtype)
     if cfg.cell == "gru":
-        xs = (cells.gru_inputs(p, x, alpha, mode), alpha)
+        gap = batch["tr_ctx"] if cfg.gap_input else None  # model.gap_input's bucket rows
+        xs = (cells.gru_inputs(p, x, alpha, mode, gap), alpha)
 
         def gates(h, xp, a):
             h_new, z = cells.gru_step_gates(p, h, xp, a, mode)

@@ -95,7 +95,8 @@ def setup(config, workdir: str | None, who: str = "") -> Run:
         config,
         n_items=p.n_items,
         n_input_contexts=p.n_input_contexts if agru else 1,
-        n_transfer_contexts=p.n_transfer_contexts if agru else 1,
+        # the gap rows of model.gap_input are the transfer contexts (time-gap buckets)
+        n_transfer_contexts=p.n_transfer_contexts if agru or config.model.gap_input else 1,
         rating_head=p.has_ratings and float(config.loss.rating_weight) > 0,
         max_len=int(config.data.max_len),
     )

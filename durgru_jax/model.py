@@ -54,7 +54,7 @@ class DurGRU(nnx.Module):
         if cfg.cell in attention.ATTENTION_CELLS:
             cell = attention.init_encoder(k_cell, cfg)
         elif cfg.cell == "gru":
-            cell = cells.init_gru(k_cell, e, h)
+            cell = cells.init_gru(k_cell, e, h, n_gap=cfg.n_transfer_contexts * cfg.gap_input)
         else:
             cell = cells.init_agru(
                 k_cell,
@@ -166,7 +166,8 @@ def encode(
     neutral = jnp.full_like(alpha_BxT, 0.5 * cfg.duration_scale)
     alphas = (alpha_BxT, neutral) if delayed else (alpha_BxT,)
     if cfg.cell == "gru":
-        xs = tuple(a for al in alphas for a in (cells.gru_inputs(p, x_BxTxE, al, mode), al))
+        gap = batch["tr_ctx"] if cfg.gap_input else None  # the transfer context: the time gap
+        xs = tuple(a for al in alphas for a in (cells.gru_inputs(p, x_BxTxE, al, mode, gap), al))
 
         def one(h_prev, xp_t, a_t):
             return cells.gru_step(p, h_prev, xp_t, a_t, mode)

@@ -12,7 +12,7 @@
   same seeds, else Welch's;
 * the analogues of paper 000's Tables 3 (Criteo) and 4 (MovieLens-1M) with the paper's numbers
   beside ours, when the runs are CTR runs or MovieLens-1M rating runs;
-* Figure 4 (validation metric vs iterations of the reference group), Figure 5 (one line per
+* Figure 4 (validation metric vs iterations, every group), Figure 5 (one line per
   learning rate), the hidden-size figure (test metric vs hidden size) and Figure 6 (training
   seconds per group), one panel per dataset. The curves come from the validation records of
   ``metrics.jsonl`` (``train.eval_every_steps`` adds them between epochs). The metric is the
@@ -525,11 +525,13 @@ def write_figures(sweeps: Sequence[Sweep], out_dir: str) -> list[tuple[str, str]
 
     with_curves = [s for s in sweeps if len(group_curve(s.reference, curve_metric(s))[0])]
     if with_curves:
-        fig, axes = _panels(len(with_curves))
+        fig, axes = _panels(len(with_curves), width=6.5, height=4.2)
         for ax, s in zip(axes, with_curves, strict=True):
-            _plot_curves(ax, [s.reference], [s.reference.short_label], curve_metric(s))
-            ax.set_title(f"{s.title}: {s.reference.short_label}", fontsize=9)
-        save(fig, "fig4_iterations.png", "Figure 4 analogue: validation metric vs iterations")
+            _plot_curves(ax, s.groups, [_short(g.short_label) for g in s.groups], curve_metric(s))
+            ax.set_title(s.title, fontsize=9)
+            ax.legend(fontsize=6)
+        save(fig, "fig4_iterations.png",
+             "Figure 4 analogue: validation metric vs iterations, every group")  # fmt: skip
     with_lr = [(s, varied(s, _LR)) for s in sweeps]
     with_lr = [(s, gs) for s, gs in with_lr if gs]
     if with_lr:
@@ -587,6 +589,13 @@ def _maybe_log_y(ax, groups: Sequence[Group], metric: str) -> None:
 def write_report(path: str, baseline: str | None = None, figures: bool = True) -> str:
     """Writes ``path/report.md`` (and the PNG figures beside it); returns the report's path."""
     sweeps = find_sweeps(path, baseline=baseline)
+    from durgru_jax import leaderboard  # the leaderboard's own report (it imports this module)
+
+    if all(leaderboard.is_leaderboard(s) for s in sweeps):
+        lines = leaderboard.markdown([leaderboard.board(s) for s in sweeps], path, figures)
+        out = os.path.join(path, "report.md")
+        write_atomic(out, lambda f: f.write("\n".join(lines).rstrip() + "\n"))
+        return out
     lines = [
         f"# Sweep report: `{path}`",
         "",

@@ -23,6 +23,7 @@ models (`durgru_jax.vsweep`), each with the files and results it would have alon
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,8 @@ import ml_collections
 from absl import logging
 
 from durgru_jax import base_config, files, run_lib, runner, vsweep
+
+MAX_NAME = 200  # characters of a run's directory name
 
 
 def load_sweep(config_path: str) -> Callable[[Callable[..., None]], None]:
@@ -64,11 +67,16 @@ def expand(sweep_fn: Callable[[Callable[..., None]], None]) -> list[dict[str, An
 
 
 def run_name(overrides: Mapping[str, Any]) -> str:
-    """A directory name for a run: its overrides, ``key=value`` joined by ``,``."""
+    """A directory name for a run: its overrides, ``key=value`` joined by ``,``; past
+    `MAX_NAME` characters, its first part and a hash of the whole (file systems take 255)."""
     if not overrides:
         return "base"
     parts = [f"{k}={_fmt(v)}" for k, v in sorted(overrides.items())]
-    return re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", ",".join(parts))
+    name = re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", ",".join(parts))
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:16]
+        name = f"{name[: MAX_NAME - 17]}-{digest}"
+    return name
 
 
 def _fmt(v: Any) -> str:

@@ -79,7 +79,9 @@ def tiny_config() -> ml_collections.ConfigDict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, make_tiny):
     """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use
-    (the trained models behind the recommend and explain tests)."""
+    (the trained models behind the recommend and explain tests). Cell "recommended" is the
+    recommended model (`base_config.RECOMMENDED_MODEL`: a GRU with gap rows) in that mode."""
+    from durgru_jax.base_config import recommended_model
     from durgru_jax.train import train_and_evaluate
 
     made = {}
@@ -88,7 +90,10 @@ def runs(tmp_path_factory, make_tiny):
         if (cell, mode) not in made:
             c = make_tiny()
             c.train.epochs = 1
-            c.model.cell = cell
+            if cell == "recommended":
+                recommended_model(c)
+            else:
+                c.model.cell = cell
             c.model.duration_mode = mode
             workdir = str(tmp_path_factory.mktemp(f"run_{cell}_{mode}"))
             train_and_evaluate(c, workdir)

@@ -10,7 +10,9 @@ import pytest
 
 from durgru_jax import sweep
 from durgru_jax.base_config import (
+    RECOMMENDED_MODEL,
     apply_override,
+    config_diff,
     config_module,
     get_base_config,
     get_data_config,
@@ -19,6 +21,7 @@ from durgru_jax.base_config import (
     positive_int,
     set_override,
     set_overrides,
+    use_model,
 )
 from durgru_jax.config import GROUPS, ConfigError, ModelConfig, from_config, group_defaults
 from durgru_jax.data.dataset import PrepConfig
@@ -57,7 +60,8 @@ SOURCE_KEYS = {
 
 
 def _variants(name: str) -> list[str]:
-    """Every argument of ``configs/NAME.py``: each combination of its ``CHOICES``."""
+    """Every argument of ``configs/NAME.py``: each combination of its ``CHOICES``, a slot
+    named or left at its default."""
     if name in USE_DATASET:
         out = ["", "synthetic"]
         for dataset in DATASET_CONFIGS:
@@ -66,7 +70,8 @@ def _variants(name: str) -> list[str]:
     choices = getattr(config_module(f"{CONFIGS / name}.py")[0], "CHOICES", None)
     if choices is None:
         return [""]
-    return [""] + [",".join(combo) for combo in itertools.product(*choices.values())]
+    combos = itertools.product(*(("", *names) for names in choices.values()))
+    return list(dict.fromkeys(",".join(filter(None, combo)) for combo in combos))
 
 
 def _typed(tree):
@@ -138,8 +143,10 @@ def test_variant_lists_cover_the_documented_arguments():
     assert "ml100k,mf" in _variants("rating")
     assert "ml1m,sasrec" in _variants("ranking")
     assert "ml1m-rating" in _variants("mf") and "taobao" in _variants("pop")
-    assert _variants("taobao") == ["", "full", "sample"]
+    assert {"", "sample", "paper", "sample,paper"} <= set(_variants("taobao"))
     assert "diginetica-sample" in _variants("pop") and "taobao-sample" in _variants("itemcf")
+    assert {"gru4rec", "paper", "gru4rec,paper", "rating,paper"} <= set(_variants("ml1m"))
+    assert "ml100k,recommended_tie_output" in _variants("ablations")
 
 
 SWEEPS = ("ablations", "paper001", "ranking", "rating", "section43")
@@ -187,11 +194,17 @@ def test_dataset_configs_are_composed_from_the_dataset_files():
             assert group(f"{method}.py:{dataset}", "eval") == group(f"{dataset}.py", "eval")
     assert group("ablations.py:ml100k", "data") == group("ml100k.py", "data")
     assert group("ablations.py:yoochoose", "data") == group("yoochoose.py:prepared", "data")
-    synthetic = load_config(f"{CONFIGS}/ablations.py")
-    default = load_config(f"{CONFIGS}/default.py")
-    assert synthetic.compare == () and default.compare
-    synthetic.compare = default.compare
-    assert synthetic.to_dict() == default.to_dict()
+    for ablation, default in (("", "default.py:paper"), ("recommended", "default.py")):
+        synthetic = load_config(f"{CONFIGS}/ablations.py:{ablation}")
+        base = load_config(f"{CONFIGS}/{default}")
+        assert synthetic.compare == () and base.compare
+        synthetic.compare = base.compare
+        assert synthetic.to_dict() == base.to_dict()
+    for dataset, spec in (("ml100k", "ml100k.py:"), ("yoochoose", "yoochoose.py:prepared,")):
+        paper = load_config(f"{CONFIGS}/ablations.py:{dataset}")
+        rec = load_config(f"{CONFIGS}/ablations.py:{dataset},recommended")
+        assert paper.model.to_dict() == group(f"{spec}paper", "model")
+        assert rec.model.to_dict() == group(f"{spec}recommended", "model")
     s43 = load_config(f"{CONFIGS}/section43.py:ml100k")
     assert s43.data.to_dict() == group("ml100k.py:rating", "data")
     taobao, tianchi = group("taobao.py", "data"), group("tianchi.py", "data")
@@ -206,13 +219,104 @@ def test_ablation_sweep_declares_each_variant_per_dataset():
     assert len(synthetic) == len(module.VARIANTS) * len(module.SEEDS)
     ml100k = sweep.expand(lambda add: module.sweep(add, "ml100k"))
     # No durations in MovieLens: the duration ablations would equal no_duration exactly.
-    assert len(ml100k) == (len(module.VARIANTS) - len(module.DURATION_VARIANTS)) * 3
+    kept = [name for name in module.VARIANTS if name not in module.DURATION_VARIANTS]
+    assert len(ml100k) == len(kept) * 3 == (10 - 3) * 3
     assert not any(r.get("data.shuffle_durations") for r in ml100k)
     c = module.get_config("yoochoose,no_aux")
     assert c.loss.aux_weight == 0.0 and c.data.source == "yoochoose_prepared"
     # The sweep declares the variants itself: one on the command line would sit under all.
     with pytest.raises(ValueError, match="unknown ablation sweep variant 'no_aux'"):
         sweep.expand(lambda add: module.sweep(add, "ml100k,no_aux"))
+    # The recommended model's switches, each turned over once, on its own config.
+    rec = sweep.expand(lambda add: module.sweep(add, "recommended"))
+    assert [r for r in rec if r["seed"] == 0] == [
+        {**o, "seed": 0} for o in module.RECOMMENDED_VARIANTS.values()
+    ]
+    rec_ml100k = sweep.expand(lambda add: module.sweep(add, "ml100k,recommended"))
+    assert {k for r in rec_ml100k for k in r} == {
+        "seed",
+        "model.gap_input",
+        "loss.aux_weight",
+        "model.tie_output",
+    }
+    c = module.get_config("recommended_tie_output")
+    assert c.model.tie_output and c.model.cell == "gru" and c.compare == ()
+    with pytest.raises(ValueError, match="unknown ablation sweep variant 'recommended_tie_output'"):
+        sweep.expand(lambda add: module.sweep(add, "recommended_tie_output"))
+
+
+# ----------------------------------------------------------------------------- the model slot
+
+
+def _paper_spec(spec: str) -> str:
+    """``NAME.py[:VARIANT]`` with the paper's model (``:paper`` or ``:VARIANT,paper``)."""
+    return f"{spec},paper" if ":" in spec else f"{spec}:paper"
+
+
+def _value(config, key: str):
+    """The value at dotted ``key`` of ``config``."""
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+@pytest.mark.parametrize("name", DATASET_CONFIGS)
+def test_dataset_configs_default_to_the_recommended_model_and_paper_gives_the_agru(name):
+    for variant in [v for v in _variants(name) if "recommended" not in v and "paper" not in v]:
+        spec = f"{CONFIGS / name}.py" + (f":{variant}" if variant else "")
+        rec, paper = load_config(spec), load_config(_paper_spec(spec))
+        # the two differ in the recommended model's settings only
+        assert config_diff(rec, paper) == {
+            k: v for k, v in RECOMMENDED_MODEL.items() if _value(paper, k) != v
+        }, spec
+        assert config_diff(rec, use_model(load_config(_paper_spec(spec)), "recommended")) == {}
+        assert (rec.model.cell, rec.model.duration_mode, rec.loss.aux_weight) == ("gru", "gate", 0)
+        model = ModelConfig()
+        assert (paper.model.cell, paper.model.duration_mode) == (model.cell, model.duration_mode)
+        assert paper.model.cell == "agru" and paper.loss.aux_weight == 0.5
+        assert paper.model.gap_input is False and paper.model.relevance is True
+
+
+def test_use_model_names_the_models():
+    c = get_base_config()
+    assert use_model(c, "paper").to_dict() == get_base_config().to_dict()
+    with pytest.raises(ValueError, match="model 'agru' is not one of"):
+        use_model(c, "agru")
+    with pytest.raises(ValueError, match="unknown MovieLens variant 'agru'.*paper"):
+        load_config(f"{CONFIGS}/ml1m.py:gru4rec,agru")
+
+
+def test_paper_table_sweeps_keep_the_paper_runs_and_add_the_recommended_one():
+    module = config_module(f"{CONFIGS}/paper001.py")[0]
+    agru = sweep.expand(lambda add: module.sweep(add, "agru"))
+    methods = [{}] * 3 + [{"model.cell": "gru"}] * 3  # the table's runs, as declared before
+    methods += [{"task": "baseline", "baseline.name": n} for n in ("itemcf", "pop")]
+    seeds = [0, 1, 2, 0, 1, 2, 0, 0]
+    assert agru[:8] == [{**m, "seed": s} for m, s in zip(methods, seeds, strict=True)]
+    assert agru[8:] == [{**RECOMMENDED_MODEL, "seed": s} for s in (0, 1, 2)]
+    # Around the recommended model (no variant), each run is its method's config.
+    base = load_config(f"{CONFIGS}/paper001.py")
+    runs = sweep.expand(module.sweep)
+    assert runs[0] == {**RECOMMENDED_MODEL, "seed": 0} and len(runs) == len(agru)
+    for method in module.METHODS:
+        want = load_config(f"{CONFIGS}/paper001.py:{method}").to_dict()
+        assert any(sweep.apply(base, {**r, "seed": 0}).to_dict() == want for r in runs), method
+    ranking = config_module(f"{CONFIGS}/ranking.py")[0]
+    rec = load_config(f"{CONFIGS}/ranking.py:ml1m,rec")
+    assert config_diff(rec, load_config(f"{CONFIGS}/ml1m.py")) == {}
+    assert ranking.method_overrides("ml1m", "agru") == {}  # the table's reference: the paper's
+    assert load_config(f"{CONFIGS}/ranking.py:ml1m").model.cell == "agru"
+    assert load_config(f"{CONFIGS}/rating.py:ml1m").model.cell == "agru"
+
+
+def test_config_diff_lists_the_fields_that_differ():
+    base = get_base_config()
+    other = set_overrides(get_base_config(), {"model.cell": "gru", "data.synthetic.n_users": 3})
+    other.extra = 1  # a field base does not have: left out
+    assert config_diff(other, base) == {"model.cell": "gru", "data.synthetic.n_users": 3}
+    assert set_overrides(base, config_diff(other, base)).to_dict() == {
+        k: v for k, v in other.to_dict().items() if k != "extra"
+    }
 
 
 # ----------------------------------------------------------------------------- the machinery

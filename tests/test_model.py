@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from durgru_jax.config import LossConfig, ModelConfig
+from durgru_jax import cells
+from durgru_jax.config import ConfigError, LossConfig, ModelConfig
 from durgru_jax.loss import (
     aux_loss,
     full_softmax_loss,
@@ -458,3 +459,75 @@ def test_tie_output_scores_with_item_embeddings():
     assert np.abs(g_tied[20]).max() > 0.0
     assert np.all(g_untied[20] == 0.0)
     assert np.all(g_tied[0] == 0.0)  # padding id is never scored
+
+
+# --------------------------------------------------------------------------- time-gap input
+
+
+def _gap_params(cfg: ModelConfig, seed: int = 0):
+    """The GRU's parameters with distinct, non-zero time-gap rows (they start at zero)."""
+    params = _np(_params(cfg))
+    rng = np.random.default_rng(seed)
+    params["cell"]["w_gap"] = rng.normal(size=params["cell"]["w_gap"].shape).astype(np.float32)
+    return params
+
+
+@pytest.mark.parametrize("mode", ["none", "input", "gate"])
+def test_gap_input_off_ignores_the_gap_and_on_starts_as_the_plain_gru(mode):
+    off, on = _cfg("gru", mode), _cfg("gru", mode, gap_input=True)
+    p_off, p_on = _np(_params(off)), _np(_params(on))
+    assert "w_gap" not in p_off["cell"] and p_on["cell"]["w_gap"].shape == (CT, 15)
+    assert not p_on["cell"]["w_gap"].any()  # zero at the start
+    del p_on["cell"]["w_gap"]
+    jax.tree.map(np.testing.assert_array_equal, p_on, p_off)  # the other draws are unchanged
+    batch = _batch(B, T, seed=4)
+    hs_off, last_off = _encode(p_off, off, batch)
+    other_gaps = dict(batch, tr_ctx=(batch["tr_ctx"] + 1) % CT)
+    hs_other, _ = _encode(p_off, off, other_gaps)
+    np.testing.assert_array_equal(hs_other, hs_off)  # off: the gap is not read
+    hs_on, last_on = _encode(_params(on), on, batch)
+    np.testing.assert_array_equal(hs_on, hs_off)
+    np.testing.assert_array_equal(last_on, last_off)
+
+
+@pytest.mark.parametrize("mode", ["none", "input"])
+def test_gap_input_adds_the_row_of_the_events_gap_bucket(mode):
+    cfg = _cfg("gru", mode, gap_input=True)
+    params = _gap_params(cfg)
+    batch = _batch(B, T, seed=5, lengths=[T] * B)
+    cell = params["cell"]
+    x = params["item_emb"][batch["items"]]
+    alpha = np.full((B, T), 0.7, np.float32)
+    plain = {k: v for k, v in cell.items() if k != "w_gap"}
+    got = cells.gru_inputs(cell, x, alpha, mode, batch["tr_ctx"])
+    want = cells.gru_inputs(plain, x, alpha, mode) + cell["w_gap"][batch["tr_ctx"]]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="no gap_BxT"):
+        cells.gru_inputs(cell, x, alpha, mode)
+    if mode != "none":
+        return
+    # Through the model: the first step of each row is eq. (10)-(11) from a zero state with
+    # that row's bucket row added to the input projections (dropout off).
+    hs, _ = _encode(params, cfg, batch)
+    for row in range(B):
+        xp = x[row, 0] @ cell["w_x"] + cell["b"] + cell["w_gap"][batch["tr_ctx"][row, 0]]
+        z = 1 / (1 + np.exp(-xp[:5]))  # H = 5; r meets a zero state
+        np.testing.assert_allclose(hs[row, 0], z * np.tanh(xp[10:]), rtol=1e-5, atol=1e-6)
+
+
+def test_gap_input_is_causal():
+    cfg = _cfg("gru", "gate", gap_input=True)
+    params = _gap_params(cfg, seed=1)
+    batch = _batch(B, T, seed=6, lengths=[T] * B)
+    hs, _ = _encode(params, cfg, batch)
+    for pos in range(T):
+        moved = batch["tr_ctx"].copy()
+        moved[:, pos] = (moved[:, pos] + 1) % CT  # another gap bucket for event pos only
+        hs_m, _ = _encode(params, cfg, dict(batch, tr_ctx=moved))
+        np.testing.assert_array_equal(hs_m[:, :pos], hs[:, :pos])  # earlier steps: unchanged
+        assert np.all(np.abs(np.asarray(hs_m[:, pos]) - np.asarray(hs[:, pos])).max(-1) > 1e-4)
+
+
+def test_gap_input_needs_the_gru():
+    with pytest.raises(ConfigError, match="gap_input=True needs config.model.cell='gru'"):
+        _cfg("agru", "input", gap_input=True)

@@ -33,6 +33,7 @@ VARIANTS = [
     ("agru", "gate"),
     ("agru", "none"),
     ("gru", "input"),
+    ("recommended", "gate"),
     ("sasrec", "none"),
 ]
 

@@ -14,7 +14,7 @@ import pytest
 
 from durgru_jax import report
 from durgru_jax import train as train_lib
-from durgru_jax.base_config import config_module
+from durgru_jax.base_config import RECOMMENDED_MODEL, config_module
 from durgru_jax.sweep import expand, run_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,8 +254,9 @@ def test_section43_sweep_declares_learning_rates_then_hidden_sizes():
 def test_rating_sweep_mixes_the_recurrent_models_and_mf_on_one_split():
     rating = _config_module("rating")
     runs = expand(lambda add: rating.sweep(add, "ml1m"))
-    assert len(runs) == 9 and runs[0] == {"seed": 0}  # the aGRU first: the report's reference
-    assert sum(r.get("model.cell") == "gru" for r in runs) == 3
+    assert len(runs) == 12 and runs[0] == {"seed": 0}  # the aGRU first: the report's reference
+    assert sum(r == {"model.cell": "gru", "seed": r["seed"]} for r in runs) == 3
+    assert sum(r == {**RECOMMENDED_MODEL, "seed": r["seed"]} for r in runs) == 3
     assert sum(r.get("baseline.name") == "mf" and r["task"] == "baseline" for r in runs) == 3
     base, mf = rating.get_config("ml1m"), rating.get_config("ml1m,mf")
     assert base.task == "" and base.loss.rating_weight > 0 and base.data.split == "random"
@@ -272,7 +273,8 @@ def test_rating_sweep_mixes_the_recurrent_models_and_mf_on_one_split():
 def test_ranking_sweep_takes_each_methods_own_config():
     ranking = _config_module("ranking")
     runs = expand(lambda add: ranking.sweep(add, "ml1m"))
-    assert len(runs) == 4 * 3 + 2 and runs[0] == {"seed": 0}
+    assert len(runs) == 5 * 3 + 2 and runs[0] == {"seed": 0}
+    assert sum(r == {**RECOMMENDED_MODEL, "seed": r["seed"]} for r in runs) == 3
     sub = expand(lambda add: ranking.sweep(add, "ml1m,seeds=1,methods=agru+pop"))
     assert sub == [{"seed": 0}, {"task": "baseline", "baseline.name": "pop", "seed": 0}]
     # A method's row is the same run as its own config file's.
@@ -287,3 +289,126 @@ def test_ranking_sweep_takes_each_methods_own_config():
         ranking.get_config("ml1m,bert4rec")
     with pytest.raises(ValueError, match="unknown ranking sweep variant 'gru'"):
         expand(lambda add: ranking.sweep(add, "ml1m,gru"))
+
+
+# ----------------------------------------------------------------------------- leaderboard
+
+LB_CONFIG = {"seed": 0, "train": {"select_metric": "valid/ndcg@10"}}
+# method -> {lr: ([test ndcg per seed], [valid ndcg per seed])}; a baseline has lr None.
+LB = {
+    "rec": {0.01: ([0.30, 0.32, 0.31], [0.40, 0.41, 0.42]),
+            # the best *test* point has the worse validation: it must not be chosen
+            0.03: ([0.50, 0.52, 0.51], [0.20, 0.21, 0.22])},
+    "gru": {0.01: ([0.25, 0.28, 0.26], [0.30, 0.30, 0.31]),
+            0.03: ([0.20, 0.21, 0.20], [0.35, 0.36, 0.37])},
+    "itemcf": {None: ([0.29], [0.33])},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def leaderboard_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("leaderboard")
+    runs = []
+    for method, grid in LB.items():
+        for lr, (test, valid) in grid.items():
+            for seed, (t, v) in enumerate(zip(test, valid, strict=True)):
+                overrides = {"method": method, "seed": seed} | ({LR: lr} if lr else {})
+                metrics = {"test/ndcg@10": t, "valid/ndcg@10": v, "test/hr@10": 2 * t}
+                runs.append((overrides, metrics, 3.0, [(10, v - 0.1), (20, v)]))
+    _write_sweep(str(root / "ml100k"), "configs/leaderboard.py:ml100k", LB_CONFIG, runs)
+    return root
+
+
+def test_leaderboard_selects_on_validation_and_tests_against_the_best(leaderboard_dir):
+    from durgru_jax import leaderboard
+    from durgru_jax.stats import paired_t_test
+
+    b = leaderboard.board(report.load_sweep(str(leaderboard_dir / "ml100k")))
+    assert b.metric == "test/ndcg@10" and b.select == "valid/ndcg@10"
+    chosen = {e.method: e.group.overrides.get(LR) for e in b.entries}
+    assert chosen == {"rec": 0.01, "gru": 0.03, "itemcf": None}  # validation, not test
+    assert [e.method for e in b.entries] == ["rec", "itemcf", "gru"]  # by test score
+    # gru (0.20, 0.21, 0.20) against rec (0.30, 0.32, 0.31), paired by seed
+    want = paired_t_test([0.20, 0.21, 0.20], [0.30, 0.32, 0.31])
+    assert b.tests["gru"].p == pytest.approx(want.p) and b.tests["gru"].p < 0.05
+    # the deterministic baseline's one value stands for every seed
+    want = paired_t_test([0.29] * 3, [0.30, 0.32, 0.31])
+    assert b.tests["itemcf"].p == pytest.approx(want.p)
+    # the best is tested against the second
+    assert b.tests["rec"].diff == pytest.approx(-want.diff)
+    assert leaderboard.within_noise(b, b.entries[0])
+    assert leaderboard.within_noise(b, b.entries[1]) == (want.p >= 0.05)
+    assert not leaderboard.within_noise(b, b.entries[2])
+
+
+def test_leaderboard_report_table_and_figures(leaderboard_dir):
+    pytest.importorskip("matplotlib")
+    out = report.write_report(str(leaderboard_dir))
+    text = open(out).read()
+    assert text.startswith("# Leaderboard") and "## ml100k" in text
+    summary = text.split("## Summary")[1].split("## ml100k")[0]
+    row = next(line for line in summary.splitlines() if line.startswith("| ml100k"))
+    assert row.split(" | ")[1:3] == ["ndcg@10", "**0.3100**"]  # rec, the best, in bold
+    assert "0.2033 *" in row  # gru: significantly below the best
+    assert "0.01: 0.4100" in text and "0.03: 0.2100" in text  # the grid, validation means
+    png = leaderboard_dir / "leaderboard_ml100k.png"
+    assert png.stat().st_size > 5000
+
+
+def test_leaderboard_sweep_declares_one_budget_for_every_neural_method():
+    lb = _config_module("leaderboard")
+    runs = expand(lambda add: lb.sweep(add, "ml100k"))
+    by_method: dict[str, list] = {}
+    for r in runs:
+        by_method.setdefault(r["method"], []).append(r)
+    assert set(by_method) == set(lb.METHODS)  # ML-100K has ratings: mf too
+    for m in lb.NEURAL:
+        lrs = sorted({r[LR] for r in by_method[m]})
+        centre = lb.get_config(f"ml100k,{m}").optim.learning_rate
+        assert lrs == pytest.approx([centre / 3, centre, 3 * centre], rel=1e-2), m
+        assert len(by_method[m]) == len(lb.LR_GRID) * lb.SEEDS
+    for m in lb.BASELINES:
+        assert [r["seed"] for r in by_method[m]] == [0]
+    assert "mf" not in {r["method"] for r in expand(lambda add: lb.sweep(add, "taobao"))}
+    with pytest.raises(ValueError, match="mf needs ratings"):
+        lb.get_config("yoochoose,mf")
+    # One protocol per dataset: every method sees the same data and evaluation.
+    for dataset in lb.DATASETS:
+        configs = [lb.get_config(f"{dataset},{m}") for m in lb.methods_of(dataset)]
+        for c in configs[1:]:
+            assert c.data.to_dict() == configs[0].data.to_dict(), (dataset, c.method)
+            assert c.eval.to_dict() == configs[0].eval.to_dict(), (dataset, c.method)
+            assert c.train.select_metric == configs[0].train.select_metric
+    rec, agru = lb.get_config("ml1m-gru4rec,rec"), lb.get_config("ml1m-gru4rec,agru")
+    assert {k: rec[k.split(".")[0]][k.split(".")[1]] for k in RECOMMENDED_MODEL} == dict(
+        RECOMMENDED_MODEL
+    )
+    assert (
+        agru.model.to_dict() == _config_module("ml1m").get_config("gru4rec,paper").model.to_dict()
+    )
+    assert lb.get_config("taobao-nextday,rec").eval.user_topn  # paper 001's protocol
+    sasrec = lb.get_config("ml100k,sasrec")
+    assert sasrec.model.cell == "sasrec" and sasrec.optim.learning_rate == 1e-3
+
+
+def test_leaderboard_end_to_end_on_tiny_data(tmp_path, make_tiny):
+    """The sweep trains each method's grid (seed and learning rate vectorised), the report
+    reads it back: one entry per method, the pop baseline a single run."""
+    pytest.importorskip("matplotlib")
+    from durgru_jax import leaderboard, sweep
+
+    lb = _config_module("leaderboard")
+    config = lb.get_config("synthetic")
+    tiny = make_tiny()
+    config.data, config.model = tiny.data, tiny.model  # the tiny data and sizes, aGRU model
+    config.train.epochs = 2
+    config.train.batch_size = tiny.train.batch_size
+    spec = os.path.join(ROOT, "configs", "leaderboard.py:synthetic,methods=rec+gru+pop,seeds=2")
+    work = str(tmp_path / "lb" / "synthetic")
+    rows = sweep.run_sweep(config, spec, work)
+    assert len(rows) == 2 * 3 * 2 + 1
+    out = report.write_report(str(tmp_path / "lb"))
+    b = leaderboard.board(report.load_sweep(work))
+    assert sorted(e.method for e in b.entries) == ["gru", "pop", "rec"]
+    assert all(len(e.group.runs) == 2 and len(e.grid) == 3 for e in b.entries if e.method != "pop")
+    assert "| synthetic | ndcg@10 |" in open(out).read()

@@ -111,3 +111,11 @@ def test_a_sweep_or_run_directory_in_use_is_refused_before_anything_trains(tmp_p
             sweep.run_sweep(get_base_config(), str(path), str(work), vectorize=vectorize)
     assert sorted(os.listdir(work)) == ["optim.learning_rate=0.1,seed=0", "sweep.json"]
     assert os.listdir(busy) == []
+
+
+def test_a_long_run_name_is_cut_with_a_hash_of_the_whole():
+    long = {f"model.key_{i}": "x" * 20 for i in range(12)}
+    other = {**long, "model.key_9": "y" * 20}  # sorted last
+    a, b = sweep.run_name(long), sweep.run_name(other)
+    assert len(a) == sweep.MAX_NAME and a != b and a[:150] == b[:150]
+    assert sweep.run_name({"seed": 1}) == "seed=1"  # short names unchanged

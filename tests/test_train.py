@@ -321,3 +321,14 @@ def test_check_finite_message() -> None:
         "lr: non-finite training loss by step 7 (epoch 2; last loss inf). "
         "Try a lower learning rate."
     )
+
+
+def test_gap_input_sizes_its_table_from_the_datas_gap_buckets(tmp_path, tiny_config) -> None:
+    c = tiny_config
+    c.model.cell = "gru"
+    c.model.gap_input = True
+    c.train.epochs = 1
+    results = train_lib.train_and_evaluate(c, str(tmp_path / "gap"))
+    # 4 quantile buckets of the time gap plus bucket 0 (no previous event), as the aGRU's
+    assert c.data.gap_buckets == 4 and results["model"]["n_transfer_contexts"] == 5
+    assert math.isfinite(results["metrics"]["test/ndcg@10"])

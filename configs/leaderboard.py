@@ -1,0 +1,157 @@
+"""The leaderboard: every method on every dataset sample, one protocol per dataset, one
+evaluator, the same tuning budget for every neural method.
+
+One dataset, all methods: ``python launch.py --config configs/leaderboard.py:ml100k --sweep
+--workdir runs/leaderboard/ml100k``; every dataset as its own sweep below one folder, then
+``python launch.py --report runs/leaderboard`` (the leaderboard table, `durgru_jax.leaderboard`).
+One run: ``--config configs/leaderboard.py:ml100k,rec`` (the method's grid centre, seed 0).
+
+Arguments ``DATASET[,METHOD][,seeds=N][,methods=A+B+...]``. Datasets (`DATASETS`: the dataset's
+own config and protocol, its model replaced by the method's; the shared samples by default,
+``--config.data.path`` for the full file):
+
+* ``synthetic``: the synthetic logs of ``configs/default.py``;
+* ``ml100k``, ``ml1m``: MovieLens leave-one-out, rated movies excluded (``configs/ml1m.py``);
+* ``ml1m-gru4rec``: GRU4Rec's protocol, all items ranked (``configs/ml1m.py:gru4rec``);
+* ``yoochoose``: the prepared RecSys 2015 sample (``configs/yoochoose.py:prepared``);
+* ``diginetica``, ``taobao``: their samples (``configs/diginetica.py:sample``,
+  ``configs/taobao.py:sample``, leave-one-out);
+* ``taobao-nextday``: paper 001's next-day top-N protocol (``configs/paper001.py``).
+
+Methods (`METHODS`, as overrides of the dataset's paper-000 config): ``rec`` (the recommended
+model, `base_config.RECOMMENDED_MODEL`), ``agru`` (paper 000's aGRU), ``gru`` (a plain GRU: no
+duration factor, no auxiliary loss), ``gru4rec_xe`` / ``gru4rec_bpr_max`` (``configs/gru4rec.py``,
+our training), ``sasrec`` (``configs/sasrec.py``), ``adpr`` (``configs/adpr.py``), and the
+untrained baselines ``itemcf`` (ItemCF-IUF, its k chosen on validation), ``pop`` and, on data
+with ratings, ``mf`` (biased MF, its epoch chosen on validation RMSE).
+
+Budget (`LR_GRID`, `SEEDS`): every neural method runs the same grid, its learning rate times
+1/3, 1 and 3 (the centre is its own config's rate), each for 3 seeds, each run trained until
+validation stops improving (the dataset's ``train.patience``; at most `MIN_EPOCHS` epochs or the
+dataset's ``train.epochs`` if more),
+test metrics of its best validation checkpoint. The report picks each method's grid point on
+the mean validation metric (``train.select_metric``) and tests its seeds against the best
+other method's, paired by seed. The model's width, depth, dropout and loss are each method's
+own configuration (not tuned here).
+"""
+
+from durgru_jax.base_config import (
+    RECOMMENDED_MODEL,
+    config_diff,
+    load_config,
+    parse_variant,
+    positive_int,
+    set_overrides,
+    shared_sample,
+)
+
+# variant -> (the dataset's config with paper 000's model, its sample in the shared data
+# folder or "" when the config already points at it / makes its data)
+DATASETS = {
+    "synthetic": ("default.py:paper", ""),
+    "ml100k": ("ml100k.py:paper", "movielens-100k/u.data"),
+    "ml1m": ("ml1m.py:paper", "movielens-1m/ratings-users-1-2998.dat"),
+    "ml1m-gru4rec": ("ml1m.py:gru4rec,paper", "movielens-1m/ratings-users-1-2998.dat"),
+    "yoochoose": (
+        "yoochoose.py:prepared,paper",
+        "yoochoose-rsc15-100k-prepared/yoochoose-clicks-100k_train_full.txt",
+    ),
+    "diginetica": ("diginetica.py:sample,paper", ""),
+    "taobao": ("taobao.py:sample,paper", ""),
+    "taobao-nextday": ("paper001.py:agru", "taobao-userbehavior-subset/UserBehavior.csv"),
+}
+WITH_RATINGS = ("ml100k", "ml1m", "ml1m-gru4rec")  # where biased MF is a method
+NEURAL = ("rec", "agru", "gru", "gru4rec_xe", "gru4rec_bpr_max", "sasrec", "adpr")
+BASELINES = ("itemcf", "pop", "mf")  # deterministic: one run each
+METHODS = (*NEURAL, *BASELINES)
+LR_GRID = (1 / 3, 1.0, 3.0)  # times the method's learning rate
+SEEDS = 3
+MIN_EPOCHS = 50  # the epoch cap of every run (the dataset's own, if higher)
+CHOICES = {"dataset": tuple(DATASETS), "method": METHODS}  # after ":", defaults first
+
+# A method's own config (on the synthetic data): its model, loss and optimiser settings are
+# the method; data, protocol and training length stay the dataset's.
+_METHOD_CONFIGS = {
+    "gru4rec_xe": "gru4rec.py:synthetic,xe",
+    "gru4rec_bpr_max": "gru4rec.py:synthetic,bpr_max",
+    "sasrec": "sasrec.py:default",
+    "adpr": "adpr.py:default",
+}
+_METHOD_GROUPS = ("model.", "loss.", "optim.")
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    names = tuple(text.split("+"))
+    unknown = sorted(set(names) - set(METHODS))
+    if unknown:
+        raise ValueError(f"not a method: {', '.join(unknown)} (one of {' | '.join(METHODS)})")
+    return names
+
+
+EXTRAS = {"seeds": positive_int, "methods": _methods}  # the sweep's extras (get_config ignores)
+
+
+def base(dataset: str):
+    """``dataset``'s config with paper 000's aGRU, its sample, and the baselines' settings."""
+    spec, sample = DATASETS[dataset]
+    c = load_config(spec, beside=__file__)
+    if sample:
+        c.data.path = shared_sample(sample)
+    c.compare = ()
+    # trained until validation stops improving: a cap the patience reaches first
+    c.train.epochs = max(int(c.train.epochs), MIN_EPOCHS)
+    c.method = "agru"  # the leaderboard's name of the method (the report groups by it)
+    c.task = ""  # "" = a trained model; "baseline" = config.baseline
+    if "baseline" not in c:  # paper001 declares its own ItemCF (eq. 4's window, k grid)
+        c.baseline = load_config("itemcf.py", beside=__file__).baseline
+        c.baseline.itemcf.select_metric = c.train.select_metric
+    c.baseline.mf = load_config("mf.py", beside=__file__).baseline.mf
+    return c
+
+
+def method_overrides(dataset: str, method: str) -> dict:
+    """The overrides that turn `base` (``dataset``'s aGRU config) into ``method``'s, its name
+    (``method``) among them."""
+    return {"method": method, **_model_overrides(dataset, method)}
+
+
+def _model_overrides(dataset: str, method: str) -> dict:
+    if method in BASELINES:
+        if method == "mf" and dataset not in WITH_RATINGS:
+            raise ValueError(f"leaderboard: mf needs ratings; {dataset} has none")
+        return {"task": "baseline", "baseline.name": method}
+    if method == "agru":
+        return {}
+    if method == "gru":
+        return {"model.cell": "gru", "model.duration_mode": "none", "loss.aux_weight": 0.0}
+    if method == "rec":
+        return dict(RECOMMENDED_MODEL)
+    own = load_config(_METHOD_CONFIGS[method], beside=__file__)
+    diff = config_diff(own, load_config("default.py:paper", beside=__file__))
+    return {k: v for k, v in diff.items() if k.startswith(_METHOD_GROUPS)}
+
+
+def methods_of(dataset: str) -> tuple[str, ...]:
+    return tuple(m for m in METHODS if m != "mf" or dataset in WITH_RATINGS)
+
+
+def get_config(arg: str = ""):
+    v = parse_variant(arg, CHOICES, extras=EXTRAS, config="leaderboard")
+    return set_overrides(base(v["dataset"]), method_overrides(v["dataset"], v["method"]))
+
+
+def sweep(add, arg: str = ""):
+    """Every method of one dataset (``methods=`` a subset): the grid x seeds of each neural
+    method, one run of each baseline. Runs differing in seed and learning rate only train as
+    one vectorised group."""
+    v = parse_variant(arg, {"dataset": tuple(DATASETS)}, extras=EXTRAS, config="leaderboard")
+    dataset = v["dataset"]
+    for method in v.get("methods", methods_of(dataset)):
+        overrides = method_overrides(dataset, method)
+        if method in BASELINES:
+            add(**overrides, seed=0)
+            continue
+        lr = float(get_config(f"{dataset},{method}").optim.learning_rate)
+        for scale in LR_GRID:
+            for seed in range(v.get("seeds", SEEDS)):
+                add(**{**overrides, "optim.learning_rate": float(f"{lr * scale:.3g}")}, seed=seed)
