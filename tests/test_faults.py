@@ -546,21 +546,25 @@ def _saved(workdir, latest=(4, 8), best: int | None = None) -> None:
     ck.close()
 
 
+def _data_files(step_dir):
+    return [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+
+
 def _largest_data_file(step_dir):
-    files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
-    return max(files, key=os.path.getsize)
+    return max(_data_files(step_dir), key=os.path.getsize)
 
 
 def _damage(step_dir, how: str) -> None:
     """``flip``: one byte in the middle of the arrays' data (orbax reads the changed numbers
-    without complaint); ``truncate``: that file cut in half; ``record``: a number of the JSON
-    record changed, the JSON still valid."""
+    without complaint); ``truncate``: every data file cut in half (which of them holds which
+    array depends on the writers' timing); ``record``: a number of the JSON record changed,
+    the JSON still valid."""
     if how == "flip":
         path = _largest_data_file(step_dir)
         _flip_byte(path, os.path.getsize(path) // 2)
     elif how == "truncate":
-        path = _largest_data_file(step_dir)
-        os.truncate(path, os.path.getsize(path) // 2)
+        for path in _data_files(step_dir):
+            os.truncate(path, os.path.getsize(path) // 2)
     else:
         path = step_dir / "meta" / "metadata"
         record = json.loads(path.read_text())
