@@ -124,9 +124,14 @@ def _nan_low(v: float, metric: str) -> float:
 
 
 def within_noise(b: Board, e: Entry) -> bool:
-    """``e`` is the best, or not significantly different from it (p >= `ALPHA`, or no test)."""
+    """``e`` is the best, or not significantly different from it (p >= `ALPHA`); without a
+    test (one value on both sides) only an equal score is."""
+    if e is b.best:
+        return True
     t = b.tests.get(e.method)
-    return e is b.best or t is None or t.p >= ALPHA
+    if t is None:
+        return _mean(e.scores(b.metric)) == _mean(b.best.scores(b.metric))
+    return t.p >= ALPHA
 
 
 # ----------------------------------------------------------------------------- Markdown

@@ -341,6 +341,21 @@ def test_leaderboard_selects_on_validation_and_tests_against_the_best(leaderboar
     assert not leaderboard.within_noise(b, b.entries[2])
 
 
+def test_leaderboard_two_single_values_are_not_within_noise(tmp_path):
+    from durgru_jax import leaderboard
+
+    runs = []
+    for method, values in (("itemcf", [0.9]), ("pop", [0.1]), ("gru", [0.2, 0.3, 0.25])):
+        for seed, v in enumerate(values):
+            metrics = {"test/ndcg@10": v, "valid/ndcg@10": v}
+            runs.append(({"method": method, "seed": seed}, metrics, 1.0, [(10, v)]))
+    _write_sweep(str(tmp_path / "t"), "configs/leaderboard.py:taobao", LB_CONFIG, runs)
+    b = leaderboard.board(report.load_sweep(str(tmp_path / "t")))
+    assert [e.method for e in b.entries] == ["itemcf", "gru", "pop"]
+    assert b.tests["pop"] is None and not leaderboard.within_noise(b, b.entries[2])
+    assert b.tests["gru"] is not None  # the best's one value stands for each of gru's seeds
+
+
 def test_leaderboard_report_table_and_figures(leaderboard_dir):
     pytest.importorskip("matplotlib")
     out = report.write_report(str(leaderboard_dir))
