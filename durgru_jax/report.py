@@ -12,6 +12,8 @@
   same seeds, else Welch's;
 * the analogues of paper 000's Tables 3 (Criteo) and 4 (MovieLens-1M) with the paper's numbers
   beside ours, when the runs are CTR runs or MovieLens-1M rating runs;
+* one bar chart per compared test metric (mean ± std over seeds, * where a group differs
+  from the reference with p < 0.05);
 * Figure 4 (validation metric vs iterations, every group), Figure 5 (one line per
   learning rate), the hidden-size figure (test metric vs hidden size) and Figure 6 (training
   seconds per group), one panel per dataset. The curves come from the validation records of
@@ -560,7 +562,16 @@ def write_figures(sweeps: Sequence[Sweep], out_dir: str) -> list[tuple[str, str]
             ax.grid(alpha=0.3)
             ax.set_title(s.title, fontsize=9)
         save(fig, "fig_hidden_size.png", "Hidden size: test metric of the selected checkpoint")
-    fig, axes = _panels(len(sweeps), height=1.2 + 0.35 * max(len(s.groups) for s in sweeps))
+    height = 1.2 + 0.35 * max(len(s.groups) for s in sweeps)
+    metrics = list(dict.fromkeys(m for s in sweeps for m in key_metrics(s)))
+    for metric in metrics:
+        with_metric = [s for s in sweeps if metric in key_metrics(s)]
+        fig, axes = _panels(len(with_metric), height=height)
+        for ax, s in zip(axes, with_metric, strict=True):
+            _metric_bars(ax, s, metric)
+        name = "fig_" + metric.replace("/", "_").replace("@", "_at_") + ".png"
+        save(fig, name, f"{metric} per group, mean ± std over seeds; * p < 0.05 vs the reference")
+    fig, axes = _panels(len(sweeps), height=height)
     for ax, s in zip(axes, sweeps, strict=True):
         stats = [mean_std(list(g.values("seconds").values())) for g in s.groups]
         ys = np.arange(len(s.groups))
@@ -571,6 +582,25 @@ def write_figures(sweeps: Sequence[Sweep], out_dir: str) -> list[tuple[str, str]
         ax.set_title(s.title, fontsize=9)
     save(fig, "fig6_train_seconds.png", "Figure 6 analogue: training time per group")
     return out
+
+
+def _metric_bars(ax, sweep: Sweep, metric: str) -> None:
+    """One bar per group (mean ± std over seeds); the reference in green, a group that differs
+    from it significantly (p < 0.05) marked * in its label."""
+    groups = sweep.groups
+    stats = [mean_std(list(g.values(metric).values()) or [math.nan]) for g in groups]
+    ys = np.arange(len(groups))
+    colours = ["tab:green" if g is sweep.reference else "tab:blue" for g in groups]
+    ax.barh(ys, [m for m, _ in stats], xerr=[sd for _, sd in stats], capsize=3, color=colours)
+    labels = []
+    for g in groups:
+        test = None if g is sweep.reference else compare(g, sweep.reference, metric)
+        labels.append(_short(g.short_label) + (" *" if test and test.p < 0.05 else ""))
+    ax.set_yticks(ys, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (mean ± std over seeds)")
+    ax.set_title(f"{sweep.title}: green reference, * p < 0.05", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
 
 
 def _short(label: str, width: int = 40) -> str:

@@ -134,7 +134,8 @@ def test_report_tables_figures_and_baseline(fake_dirs):
     assert "Table 4 (MovieLens-1M)" in text
     assert "| Proposed method (paper) | 0.7869 | 0.5893 |" in text
     assert "Not finished" in text
-    for name in ("fig4_iterations", "fig5_learning_rate", "fig_hidden_size", "fig6_train_seconds"):
+    names = ("fig4_iterations", "fig5_learning_rate", "fig_hidden_size", "fig6_train_seconds")
+    for name in (*names, "fig_test_rmse", "fig_test_mae"):
         path = fake_dirs / "ml1m" / f"{name}.png"
         assert f"({name}.png)" in text
         with open(path, "rb") as f:
@@ -146,6 +147,18 @@ def test_report_tables_figures_and_baseline(fake_dirs):
     assert other.reference.overrides == {LR: 0.1, H: 100}
     with pytest.raises(ValueError, match="matches no group"):
         report.load_sweep(str(fake_dirs / "ml1m"), baseline="optim.learning_rate=0.5")
+
+
+def test_metric_bars_mark_the_significant_differences(fake_dirs):
+    pytest.importorskip("matplotlib")
+    sweep = report.load_sweep(str(fake_dirs / "ml1m"))
+    _, (ax,) = report._panels(1)
+    report._metric_bars(ax, sweep, "test/rmse")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    # lr 0.1 (paired p 0.013) and hidden 50 (Welch p 0.011) differ; the reference is unmarked
+    assert labels == ["learning_rate=0.01, hidden_dim=100", "learning_rate=0.1, hidden_dim=100 *",
+                      "learning_rate=0.01, hidden_dim=50 *"]  # fmt: skip
+    assert [round(p.get_width(), 4) for p in ax.patches] == [0.92, 0.97, 1.01]
 
 
 def test_report_of_several_sweeps_and_an_ablation_like_one(fake_dirs):
