@@ -44,8 +44,19 @@ class Entry:
 
     @property
     def seconds(self) -> float:
-        """Training seconds of the whole grid (every grid point and seed), summed."""
-        return float(sum(sum(g.values("seconds").values()) for g, _ in self.grid))
+        """Training seconds of the whole grid (every grid point and seed): a run trained in a
+        vectorised group counts for its share of the group's seconds."""
+        runs = [r for g, _ in self.grid for r in g.runs]
+        return float(sum(r.values.get("seconds", 0.0) / _together(r, runs) for r in runs))
+
+
+def _together(run, runs) -> float:
+    """How many runs trained with ``run`` in one vectorised group (``trained_with``; before
+    that field, the runs of the grid with exactly its seconds, the group's shared clock)."""
+    n = run.values.get("trained_with")
+    if n:
+        return float(n)
+    return float(sum(r.values.get("seconds") == run.values.get("seconds") for r in runs))
 
 
 @dataclasses.dataclass

@@ -258,6 +258,8 @@ def train_summary(
         "best_step": best_step,
         "selected_on": selected_on,
         "stop_reason": meta.get("stop_reason", ""),
+        # runs trained as one vectorised group (1: alone); ``seconds`` is the group's
+        "trained_with": int(meta.get("trained_with", 1)),
     }
 
 

@@ -167,6 +167,8 @@ def _row(name, overrides, config, results) -> dict[str, Any]:
     row["seed"] = int(config.seed)
     row["seconds"] = results.get("train", {}).get("seconds")
     row["events_per_second"] = results.get("train", {}).get("events_per_second")
+    row["trained_with"] = results.get("train", {}).get("trained_with")
+    row["stop_reason"] = results.get("train", {}).get("stop_reason")
     row.update(results.get("metrics", {}))
     return row
 

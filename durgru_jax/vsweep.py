@@ -249,6 +249,7 @@ def _train_group(runs: list[Run], chunk: int | None, stop_after_epochs: int | No
     states = []
     for r in runs:  # each run fresh or resumed, as `train.train_and_evaluate` starts it
         state, r.meta = r.ckpts.restore(lifecycle.new_state(lifecycle.init_params(r), tx), r.who)
+        r.meta["trained_with"] = len(runs)  # its seconds are the group's (results.json)
         states.append(state)
     chunk = default_chunk() if chunk is None else chunk
     step_fn = make_vmapped_train_step(signature_rc(rc0), runs[0].total_steps, chunk)
