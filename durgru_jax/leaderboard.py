@@ -42,22 +42,6 @@ class Entry:
     def scores(self, metric: str) -> dict[int, float]:
         return self.group.values(metric)
 
-    @property
-    def seconds(self) -> float:
-        """Training seconds of the whole grid (every grid point and seed): a run trained in a
-        vectorised group counts for its share of the group's seconds."""
-        runs = [r for g, _ in self.grid for r in g.runs]
-        return float(sum(r.values.get("seconds", 0.0) / _together(r, runs) for r in runs))
-
-
-def _together(run, runs) -> float:
-    """How many runs trained with ``run`` in one vectorised group (``trained_with``; before
-    that field, the runs of the grid with exactly its seconds, the group's shared clock)."""
-    n = run.values.get("trained_with")
-    if n:
-        return float(n)
-    return float(sum(r.values.get("seconds") == run.values.get("seconds") for r in runs))
-
 
 @dataclasses.dataclass
 class Board:
@@ -193,16 +177,18 @@ def board_markdown(b: Board) -> list[str]:
         stops = ", ".join(f"{k} {v}" for k, v in sorted(e.stop_reasons.items()))
         rows.append(
             [name, _lr(e), str(len(e.group.runs)), *(_cell(e.scores(m)) for m in metrics),
-             _vs_best(b, e), _cell(e.group.values(b.select)), f"{e.seconds:.0f}", stops]
+             _vs_best(b, e), _cell(e.group.values(b.select)),
+             _cell(e.group.values("seconds"), digits=0), stops]
         )  # fmt: skip
-    header = ["method", "lr", "seeds", *metrics, "vs best", b.select, "grid train s", "stopped"]
+    header = ["method", "lr", "seeds", *metrics, "vs best", b.select, "train s", "stopped"]
     lines += _table(header, rows)
     lines += [
         "",
         "Mean ± sample standard deviation over seeds. **Bold**: the best, or within noise of it "
-        f"(paired two-sided t-test, p >= {ALPHA}); * p < {ALPHA}. *grid train s*: training "
-        "seconds of all the method's grid points and seeds. *stopped*: why the selected runs "
-        "ended.",
+        f"(paired two-sided t-test, p >= {ALPHA}); * p < {ALPHA}. *train s*: training seconds of "
+        "the selected runs (a run of a vectorised group reports the group's clock until it "
+        "stopped: its `trained_with` runs shared those seconds). *stopped*: why the selected "
+        "runs ended.",
     ]
     grid_rows = [
         [e.method, *(f"{g.overrides.get(_LR, 0):g}: {v:.4f}" for g, v in e.grid)]

@@ -440,7 +440,6 @@ def test_leaderboard_end_to_end_on_tiny_data(tmp_path, make_tiny):
     assert sorted(e.method for e in b.entries) == ["gru", "pop", "rec"]
     trained = [e for e in b.entries if e.method != "pop"]
     assert all(len(e.group.runs) == 2 and len(e.grid) == 3 for e in trained)
-    for e in trained:  # one vectorised group of 6: each run's seconds are the group's
+    for e in trained:  # one vectorised group of 6
         assert {r.values["trained_with"] for g, _ in e.grid for r in g.runs} == {6}
-        assert e.seconds == pytest.approx(e.group.runs[0].values["seconds"])
     assert "| synthetic | ndcg@10 |" in open(out).read()
