@@ -206,9 +206,10 @@ def board_markdown(b: Board) -> list[str]:
 def summary_table(boards: Sequence[Board]) -> list[str]:
     """Dataset by method: each method's score, the best of each row in bold (and those within
     noise of it), * where significantly below the best."""
-    methods: list[str] = []
+    methods: list[str] = []  # in the order the sweeps declare them
     for b in boards:
-        methods += [e.method for e in b.entries if e.method not in methods]
+        declared = [str(g.overrides["method"]) for g in b.sweep.groups]
+        methods += [m for m in dict.fromkeys(declared) if m not in methods]
     rows = []
     for b in boards:
         cells = []
