@@ -12,7 +12,8 @@ Each run trains in its own sub-directory ``W/<name>`` (resuming there if it was 
 skipped if its ``results.json`` exists; the sweep holds the lock of ``W`` and each run that of
 its sub-directory) and ``W/summary.csv`` gets one row per finished run:
 its overrides, seed, every metric and the training seconds. An interrupted sweep started again
-with the same command continues where it stopped.
+with the same command continues where it stopped; its summary holds every finished run before
+the next one trains.
 
 Runs that differ only in ``seed`` and ``optim.learning_rate`` (`vsweep.VECTORIZABLE_KEYS`)
 train together, up to ``--sweep_max_vmap`` at a time, in one jitted step over the stacked
@@ -117,7 +118,9 @@ def run_sweep(
         os.path.join(workdir, "sweep.json"),
         lambda f: json.dump({"config": config_path, "runs": runs}, f, indent=2, default=str),
     )
-    rows = []
+    done = _finished_rows(config, workdir, runs)  # in the summary before anything trains
+    if done:
+        write_summary(workdir, list(done.values()))
     for i, overrides in enumerate(runs):
         name = run_name(overrides)
         sub = os.path.join(workdir, name)
@@ -142,9 +145,21 @@ def run_sweep(
             train_fn(apply(config, overrides), sub)
         with open(results_path) as f:
             results = json.load(f)
-        rows.append(_row(name, overrides, apply(config, overrides), results))
-        write_summary(workdir, rows)
-    return rows
+        done[name] = _row(name, overrides, apply(config, overrides), results)
+        write_summary(workdir, [done[n] for n in map(run_name, runs) if n in done])
+    return [done[run_name(o)] for o in runs]
+
+
+def _finished_rows(config, workdir, runs) -> dict[str, dict[str, Any]]:
+    """The summary rows of the declared runs already finished, by name, in declared order."""
+    out = {}
+    for overrides in runs:
+        name = run_name(overrides)
+        path = os.path.join(workdir, name, "results.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                out[name] = _row(name, overrides, apply(config, overrides), json.load(f))
+    return out
 
 
 def _vector_groups(config, workdir, runs, max_vmap) -> dict[int, list[int]]:

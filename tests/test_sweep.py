@@ -83,6 +83,18 @@ def test_summary_and_resume_after_interruption(tmp_path):
             _fake_train(calls, fail_on="optim.learning_rate=0.01,seed=0"),
         )
     assert len(calls) == 2
+    # Started again, the summary lists every finished run (a later declared one included)
+    # before the next one trains, so it holds them even when that one is interrupted again.
+    (tmp_path / "w" / "optim.learning_rate=0.01,seed=1").mkdir()
+    (tmp_path / "w" / "optim.learning_rate=0.01,seed=1" / "results.json").write_text(
+        json.dumps({"metrics": {"test/ndcg@10": 7.0}, "train": {"seconds": 2.0}})
+    )
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(get_base_config(), str(path), work,
+                        _fake_train([], fail_on="optim.learning_rate=0.01,seed=0"))  # fmt: skip
+    with open(os.path.join(work, "summary.csv")) as f:
+        assert [r["run"][-6:] for r in csv.DictReader(f)] == ["seed=0", "seed=1", "seed=1"]
+    os.remove(tmp_path / "w" / "optim.learning_rate=0.01,seed=1" / "results.json")
     calls2: list[str] = []
     rows = sweep.run_sweep(get_base_config(), str(path), work, _fake_train(calls2))
     assert calls2 == ["optim.learning_rate=0.01,seed=0", "optim.learning_rate=0.01,seed=1"]
