@@ -20,12 +20,12 @@ own config and protocol, its model replaced by the method's; the shared samples 
 * ``taobao-nextday``: paper 001's next-day top-N protocol (``configs/paper001.py``).
 
 Methods (`METHODS`, as overrides of the dataset's paper-000 config): ``agru`` (paper 000's
-aGRU), ``rec`` (the recommended model, `base_config.RECOMMENDED_MODEL`), ``gru`` (a plain GRU: no
-duration factor, no auxiliary loss), ``gru4rec_xe`` / ``gru4rec_bpr_max`` (``configs/gru4rec.py``,
-our training), ``sasrec`` (``configs/sasrec.py``), ``adpr`` (``configs/adpr.py``), and the
-untrained baselines ``itemcf`` (ItemCF-IUF with paper 001's window of 10 events, its k chosen
-on validation), ``pop`` and, on data
-with ratings, ``mf`` (biased MF, its epoch chosen on validation RMSE).
+aGRU), ``rec`` (the recommended model, `base_config.RECOMMENDED_MODEL`), ``gru`` (a plain
+GRU: no duration factor, no auxiliary loss), ``gru4rec_xe`` / ``gru4rec_bpr_max``
+(``configs/gru4rec.py``, our training), ``sasrec`` (``configs/sasrec.py``), ``adpr``
+(``configs/adpr.py``), and the baselines ``itemcf`` (ItemCF-IUF with paper 001's window of 10
+events, its k chosen on validation), ``pop`` and, on data with ratings, ``mf`` (biased MF, its
+epoch chosen on validation RMSE).
 
 Budget (`LR_GRID`, `SEEDS`): every neural method runs the same grid, its learning rate times
 1/3, 1 and 3 (the centre is its own config's rate), each for 3 seeds, each run trained until
