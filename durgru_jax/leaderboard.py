@@ -22,7 +22,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from durgru_jax.files import write_atomic
-from durgru_jax.report import Group, Sweep, _figure_class, _plot_curves, _table, group_curve
+from durgru_jax.report import (
+    Group,
+    Sweep,
+    _figure_class,
+    _plot_curves,
+    _table,
+    figure_lines,
+    group_curve,
+)
 from durgru_jax.run_lib import higher_is_better
 from durgru_jax.stats import TTest, mean_std, paired_t_test
 
@@ -286,7 +294,5 @@ def markdown(boards: Sequence[Board], path: str, figures: bool = True) -> list[s
     for b in boards:
         lines += board_markdown(b) + [""]
     if figures:
-        lines += ["## Figures", ""]
-        for name, caption in write_figures(boards, path):
-            lines += [f"![{caption}]({name})", "", f"*{caption}* (`{name}`)", ""]
+        lines += figure_lines(write_figures(boards, path))
     return lines

@@ -623,9 +623,22 @@ def write_report(path: str, baseline: str | None = None, figures: bool = True) -
 
     if all(leaderboard.is_leaderboard(s) for s in sweeps):
         lines = leaderboard.markdown([leaderboard.board(s) for s in sweeps], path, figures)
-        out = os.path.join(path, "report.md")
-        write_atomic(out, lambda f: f.write("\n".join(lines).rstrip() + "\n"))
-        return out
+    else:
+        lines = _report_markdown(sweeps, path, baseline, figures)
+    out = os.path.join(path, "report.md")
+    write_atomic(out, lambda f: f.write("\n".join(lines).rstrip() + "\n"))
+    return out
+
+
+def figure_lines(figures: Sequence[tuple[str, str]]) -> list[str]:
+    """The report's "Figures" section: each ``(file name, caption)`` as an image."""
+    lines = ["## Figures", ""]
+    for name, caption in figures:
+        lines += [f"![{caption}]({name})", "", f"*{caption}* (`{name}`)", ""]
+    return lines
+
+
+def _report_markdown(sweeps, path: str, baseline: str | None, figures: bool) -> list[str]:
     lines = [
         f"# Sweep report: `{path}`",
         "",
@@ -637,14 +650,10 @@ def write_report(path: str, baseline: str | None = None, figures: bool = True) -
     for s in sweeps:
         lines += sweep_markdown(s) + [""]
     if figures:
-        lines += ["## Figures", ""]
-        for name, caption in write_figures(sweeps, path):
-            lines += [f"![{caption}]({name})", "", f"*{caption}* (`{name}`)", ""]
+        lines += figure_lines(write_figures(sweeps, path))
         lines.append(
             "Curves: validation records of each run's `metrics.jsonl` (mean over seeds, band ± "
             "one standard deviation); the metric is the RMSE for rating and CTR runs, else the "
             "runs' selection metric."
         )
-    out = os.path.join(path, "report.md")
-    write_atomic(out, lambda f: f.write("\n".join(lines).rstrip() + "\n"))
-    return out
+    return lines
