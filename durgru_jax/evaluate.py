@@ -51,6 +51,28 @@ class Factors(NamedTuple):
     scores: jax.Array | None = None
 
 
+def scores_at(f: Factors, ids_BxK: jax.Array) -> jax.Array:
+    """Scores ``[B, K]`` of the item ids ``ids_BxK`` under ``f``, its sparse part included:
+    what the ranker compares (`metrics.rank_and_topk`)."""
+    s = jnp.einsum("bd,dbk->bk", f.u, f.v[:, ids_BxK]) + f.c[ids_BxK]
+    if f.offset is None:
+        return s
+    hit = (f.items[:, None, :] == ids_BxK[:, :, None]) & (f.items[:, None, :] > 0)
+    sparse = jnp.max(jnp.where(hit, f.scores[:, None, :], -jnp.inf), axis=-1)
+    return jnp.where(jnp.any(hit, axis=-1), sparse, s + f.offset[:, None])
+
+
+def dense_scores(f: Factors) -> jax.Array:
+    """Scores ``[B, N]`` of every id ``0..N-1`` under ``f`` (its sparse part included)."""
+    s = f.u @ f.v + f.c
+    if f.offset is None:
+        return s
+    s = s + f.offset[:, None]
+    rows = jnp.arange(s.shape[0])[:, None]
+    # padding slots (id 0) write column 0, which the callers never rank
+    return s.at[rows, f.items].set(jnp.where(f.items > 0, f.scores, s[:, :1]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Scorer:
     """A model for the evaluation loop.

@@ -20,8 +20,10 @@ known item, in time order) an `Explanation` gives:
   factor), `cells.gru_step_gates` / `cells.agru_step_gates` rerun over the history;
 * ``relevance`` (aGRU with ``model.relevance``): the relevance weight a_t of the context
   ``C_A = a_t C_S W_s`` (see `cells.agru_step`);
-* occlusion: ``attribution[e, j]`` is the logit of eq. (12) of ``items[j]`` for the history
-  without event ``e`` minus the full history's (negative: the event supports the item), and
+* occlusion: ``attribution[e, j]`` is the score of ``items[j]`` (as `Recommender.recommend`
+  gives it: the logit of eq. (12), or with ``model.repeat_head`` the mixture's ``log p``)
+  for the history without event ``e`` minus the full history's (negative: the event supports
+  the item), and
   ``rank_change[e, j]`` the item's rank without it minus the full history's (positive: the item
   falls). Each occluded history goes through the same input builder as the full one
   (`recommend_inputs.from_events`: an older event may enter the ``max_len`` window, time-gap
@@ -46,7 +48,7 @@ from durgru_jax import cells
 from durgru_jax import model as model_lib
 from durgru_jax import recommend_inputs as inputs
 from durgru_jax.config import ModelConfig
-from durgru_jax.evaluate import _eval_forward
+from durgru_jax.evaluate import Factors, dense_scores
 
 NOISE = "_is_noise"  # ground truth of the synthetic generator, kept when the events have it
 
@@ -171,11 +173,12 @@ def _occluded_examples(rec, frame: pd.DataFrame, rows: np.ndarray, full: dict) -
     return ex
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _scores_and_ranks(params, cfg, batch, v_DxN, c_N, items_K, seen_N):
-    """Logits of ``items`` for every row and their rank among the unseen catalogue items."""
-    u, _ = _eval_forward(params, cfg, batch)
-    all_s = u @ v_DxN + c_N
+def _scores_and_ranks(rec, batch, items_K, seen_N):
+    """Scores of ``items`` for every row (what `Recommender.recommend` returns: the logits of
+    eq. (12), or the repeat-aware mixture's ``log p``) and their rank among the unseen
+    catalogue items."""
+    f = Factors(*rec._scorer.factors(np.arange(len(batch["items"])), batch))
+    all_s = dense_scores(f)
     s = all_s[:, items_K]
     rankable = (~seen_N).at[0].set(False)
     above = (all_s[:, None, :] > s[:, :, None]) & rankable[None, None, :]
@@ -194,10 +197,8 @@ def explain(rec, events, items, user=None) -> Explanation:
     """Explains ``items`` (original ids, e.g. the top of `Recommender.recommend`) for ONE
     user's ``events`` (as `Recommender.recommend` takes them); see the module docstring."""
     cfg = rec.rc.model
-    if cfg.cell not in ("gru", "agru") or cfg.repeat_head:
-        raise ValueError(
-            f"explain: needs a recurrent model without repeat head, got cell={cfg.cell!r}"
-        )
+    if cfg.cell not in ("gru", "agru"):
+        raise ValueError(f"explain: needs a recurrent model, got cell={cfg.cell!r}")
     frame, who = rec._one_user(events, user)
     ui = rec._user_inputs(frame, who)
     if ui is None or not ui.has_input[0]:
@@ -212,9 +213,7 @@ def explain(rec, events, items, user=None) -> Explanation:
     size = max(8, 1 << (len(rows)).bit_length())  # rows + 1, rounded up to a power of two
     seen = np.zeros(rec.n_items + 1, bool)
     seen[ui.examples["hist_items"]] = True  # (CSR of the one example: all of it)
-    s, r = _scores_and_ranks(
-        rec.params, cfg, _pad_rows(batch, size), rec.v, rec.c, jnp.asarray(ids), jnp.asarray(seen)
-    )
+    s, r = _scores_and_ranks(rec, _pad_rows(batch, size), jnp.asarray(ids), jnp.asarray(seen))
     s, r = np.asarray(s)[: len(rows) + 1], np.asarray(r)[: len(rows) + 1]
     diag = jax.tree.map(np.asarray, step_diagnostics(rec.params, cfg, full))
     m = full["mask"][0]

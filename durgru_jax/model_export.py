@@ -4,9 +4,9 @@ with `jax.export`, for programs that have jax and numpy but not this package.
 ``DIR`` receives:
 
 * ``score.jax``: ``score(params, inputs) -> scores [B, n_items + 1]``, the logits of eq. (12)
-  for every catalogue item (column 0, padding, is ``-inf``), exported with a symbolic batch
-  size ``B`` (`jax.export.symbolic_shape`, within `batch_bounds`) and the run's ``max_len``
-  time steps;
+  (with ``model.repeat_head``, the repeat-aware mixture's ``log p``) for every catalogue
+  item (column 0, padding, is ``-inf``), exported with a symbolic batch size ``B``
+  (`jax.export.symbolic_shape`, within `batch_bounds`) and the run's ``max_len`` time steps;
 * ``params.npz``: the parameters of ``ckpt/best``, one array per ``"group/name"`` key (the
   ``params`` argument is that flat dict);
 * ``items.npz``: ``item_ids``, the original id of score column ``i + 1`` at index ``i``;
@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from durgru_jax import repeat
 from durgru_jax.config import ModelConfig
-from durgru_jax.evaluate import _eval_forward
+from durgru_jax.evaluate import Factors, _user_side, dense_scores
 from durgru_jax.model import score_factors
 from durgru_jax.recommend_inputs import MODEL_INPUTS as INPUTS
 
@@ -69,15 +70,22 @@ def nested_params(flat: dict) -> dict:
 
 
 def scoring_function(cfg: ModelConfig):
-    """``score(flat_params, inputs) -> [B, N]`` logits, the evaluator's encoder
-    (`evaluate._eval_forward`) followed by eq. (12) over the whole catalogue."""
+    """``score(flat_params, inputs) -> [B, N]`` scores of every catalogue item: the
+    evaluator's model (`evaluate.model_scorer`: eq. (12)'s logits, or with ``repeat_head`` the
+    mixture's ``log p``) over the whole catalogue."""
 
     def score(flat, inputs):
         params = nested_params(flat)
         batch = dict(inputs) | {"target": jnp.zeros(inputs["items"].shape[:1], jnp.int32)}
-        u, _ = _eval_forward(params, cfg, batch)
+        u, _, h_last = _user_side(params, cfg, batch)
         v, c = score_factors(params, cfg)
-        return (u @ v + c).at[:, 0].set(-jnp.inf)
+        logits = u @ v + c
+        if cfg.repeat_head:  # `evaluate._repeat_forward`, normalised over the whole row
+            log_z = jax.nn.logsumexp(logits[:, 1:], axis=1)
+            l_window = jnp.take_along_axis(logits, batch["items"], axis=1)
+            sparse = repeat.eval_scores(params, batch, h_last, l_window, log_z)
+            logits = dense_scores(Factors(u, v, c, None, *sparse))
+        return logits.at[:, 0].set(-jnp.inf)
 
     return score
 

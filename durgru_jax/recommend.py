@@ -10,12 +10,13 @@ r.items, r.scores, r.fallback, r.n_unknown_dropped, r.resorted
 
 Events become model inputs by the code path of the evaluation examples
 (`durgru_jax.recommend_inputs`), and are scored by the evaluator's batching
-(`dataset.iterate_eval_batches_by_length`), encoder (`evaluate._eval_forward`) and ranker
-(`metrics.rank_and_topk`: chunked over items, so memory stays bounded by
+(`dataset.iterate_eval_batches_by_length`), model (`evaluate.model_scorer`) and ranker
+(`evaluate.topk`, `metrics.rank_and_topk`: chunked over items, so memory stays bounded by
 ``batch_size x eval.item_chunk`` scores whatever the catalogue). A user's recommendations
 therefore equal the evaluator's top-K for the same visible history.
 
-Scores are the logits of eq. (12) (the sigmoid is monotone and left out, as in evaluation).
+Scores are the logits of eq. (12) (the sigmoid is monotone and left out, as in evaluation);
+with the repeat-aware output (``model.repeat_head``) the mixture's ``log p(i)``.
 A user with no event of a known item gets the most-popular ranking (``fallback="popularity"``,
 scores the log training popularity). Seen items (known items among the events given) are
 excluded unless ``exclude_seen=False``.
@@ -24,7 +25,6 @@ excluded unless ``exclude_seen=False``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any
 
@@ -35,14 +35,13 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from durgru_jax import artifacts as artifacts_lib
+from durgru_jax import evaluate, parallel
 from durgru_jax import model as model_lib
-from durgru_jax import parallel
 from durgru_jax import recommend_inputs as inputs
 from durgru_jax.checkpoints import CheckpointMismatchError
 from durgru_jax.config import RunConfig
 from durgru_jax.data import dataset as ds
 from durgru_jax.errors import UserError
-from durgru_jax.evaluate import _eval_forward
 from durgru_jax.metrics import rank_and_topk
 
 POPULARITY = "popularity"
@@ -138,18 +137,6 @@ def _check_shapes(params, expected, where: str) -> None:
         )
 
 
-@functools.partial(jax.jit, static_argnames=("n_items", "exclude"))
-def _top_scores(u_BxD, v_DxN, c_N, top_BxK, hist_BxM, *, n_items: int, exclude: bool):
-    """Scores of the ranker's top items and whether each is a real recommendation (an id of
-    the catalogue, not excluded: a user with fewer than K items left gets fewer)."""
-    s = jnp.einsum("bd,dbk->bk", u_BxD, v_DxN[:, top_BxK]) + c_N[top_BxK]
-    ok = (top_BxK > 0) & (top_BxK <= n_items)
-    if exclude:
-        seen = (top_BxK[:, :, None] == hist_BxM[:, None, :]) & (hist_BxM[:, None, :] > 0)
-        ok &= ~jnp.any(seen, axis=-1)
-    return s, ok
-
-
 class Recommender:
     """A trained model with its fitted preprocessing (`artifacts.Artifacts`)."""
 
@@ -166,6 +153,7 @@ class Recommender:
         self.workdir = workdir
         self.rc = art.run_config
         self.v, self.c = model_lib.score_factors(params, self.rc.model)
+        self._scorer = evaluate.model_scorer(params, self.rc)  # the evaluator's model
         self._popular: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
@@ -242,8 +230,10 @@ class Recommender:
     def _score_inputs(self, ui: inputs.UserInputs | None, ids: np.ndarray) -> np.ndarray:
         if ui is None or not ui.has_input[0]:
             return self.artifacts.log_popularity[ids].astype(np.float32)
-        u = self._user_vectors(ui.examples)[0]
-        return (u @ np.asarray(self.v)[:, ids] + np.asarray(self.c)[ids]).astype(np.float32)
+        ((batch, _, _),) = self._batches(ui.examples)
+        f = evaluate.Factors(*self._scorer.factors(np.arange(1), batch))
+        ids_1xK = jnp.broadcast_to(jnp.asarray(ids, jnp.int32), (len(batch["target"]), len(ids)))
+        return np.asarray(evaluate.scores_at(f, ids_1xK))[0].astype(np.float32)
 
     def _user_inputs(self, frame: pd.DataFrame, who) -> inputs.UserInputs | None:
         """The one user's example (``None`` without events); a user unseen in training, or no
@@ -334,35 +324,22 @@ class Recommender:
         trim = self.rc.model.cell in ("gru", "agru")
         return ds.iterate_eval_batches_by_length(ex, size, trim_time=trim)
 
-    def _user_vectors(self, ex) -> np.ndarray:
-        out = np.zeros((len(ex["target"]), self.v.shape[0]), np.float32)
-        for batch, _, idx in self._batches(ex):
-            u, _ = _eval_forward(self.params, self.rc.model, batch)
-            out[idx] = np.asarray(u)[: len(idx)]
-        return out
-
     def _rank(self, ex, k: int, exclude_seen: bool):
-        """``(top_ExK internal ids, scores, ok)`` by the evaluator's encoder and ranker."""
+        """``(top_ExK internal ids, scores, ok)`` by the evaluator's encoder and ranker
+        (`evaluate.topk`); ``ok``: a real recommendation (a user with fewer than K items
+        left to rank gets fewer)."""
         n = len(ex["target"])
-        k = min(k, self.n_items)
-        kw = dict(n_items=self.n_items, kmax=k, exclude_history=exclude_seen)
-        kw["item_chunk"] = min(self.rc.eval.item_chunk, self.n_items + 1)
-        outs = []  # device results of every batch, read back once all are queued
-        for batch, hist, idx in self._batches(ex):
-            u, _ = _eval_forward(self.params, self.rc.model, batch)
-            hist = jnp.asarray(hist)
-            _, top = rank_and_topk(u, self.v, self.c, jnp.asarray(batch["target"]), hist, **kw)
-            s, ok = _top_scores(
-                u, self.v, self.c, top, hist, n_items=self.n_items, exclude=exclude_seen
-            )
-            outs.append((idx, top, s, ok))
-        top = np.zeros((n, k), np.int64)
-        scores = np.zeros((n, k), np.float32)
-        ok = np.zeros((n, k), bool)
-        for idx, t, s, o in outs:
-            m = len(idx)
-            top[idx], scores[idx], ok[idx] = np.asarray(t)[:m], np.asarray(s)[:m], np.asarray(o)[:m]
-        return top, scores, ok
+        top, scores = evaluate.topk(
+            self._scorer,
+            ex,
+            self.n_items,
+            min(k, self.n_items),
+            batch_size=min(self.batch_size, max(8, 1 << max(n - 1, 0).bit_length())),
+            item_chunk=min(self.rc.eval.item_chunk, self.n_items + 1),
+            exclude_history=exclude_seen,
+        )
+        ok = np.isfinite(scores) & (top > 0) & (top <= self.n_items)
+        return top.astype(np.int64), scores.astype(np.float32), ok
 
     def _popularity(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The most-popular top-``k`` (internal ids, log popularity), by the ranker that

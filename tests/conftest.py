@@ -80,7 +80,8 @@ def tiny_config() -> ml_collections.ConfigDict:
 def runs(tmp_path_factory, make_tiny):
     """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use
     (the trained models behind the recommend and explain tests). Cell "recommended" is the
-    recommended model (`base_config.RECOMMENDED_MODEL`: a GRU with gap rows) in that mode."""
+    recommended model (`base_config.RECOMMENDED_MODEL`: a GRU with gap rows) in that mode, cell
+    "repeat" that model with the repeat-aware output, evaluated with seen items rankable."""
     from durgru_jax.base_config import recommended_model
     from durgru_jax.train import train_and_evaluate
 
@@ -90,8 +91,11 @@ def runs(tmp_path_factory, make_tiny):
         if (cell, mode) not in made:
             c = make_tiny()
             c.train.epochs = 1
-            if cell == "recommended":
+            if cell in ("recommended", "repeat"):
                 recommended_model(c)
+                if cell == "repeat":
+                    c.model.repeat_head = True
+                    c.eval.exclude_history = False  # where the head changes the ranking
             else:
                 c.model.cell = cell
             c.model.duration_mode = mode

@@ -35,7 +35,9 @@ def test_gru_first_step_gate_by_hand():
     np.testing.assert_array_equal(h, cells.gru_step(p, jnp.zeros((2, 4)), xp, alpha, "gate"))
 
 
-@pytest.mark.parametrize("cell,mode", [("agru", "input"), ("gru", "gate"), ("recommended", "gate")])
+@pytest.mark.parametrize(
+    "cell,mode", [("agru", "input"), ("gru", "gate"), ("recommended", "gate"), ("repeat", "gate")]
+)
 def test_occlusion_is_the_score_without_the_event(runs, cell, mode):
     workdir, c = runs(cell, mode)
     rec = Recommender.load(workdir)

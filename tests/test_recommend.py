@@ -16,12 +16,10 @@ import pandas as pd
 import pytest
 
 from durgru_jax import artifacts as artifacts_lib
-from durgru_jax import model_export
+from durgru_jax import evaluate, model_export
 from durgru_jax import recommend_inputs as inputs
 from durgru_jax.data import dataset as ds
 from durgru_jax.data import sources, synthetic
-from durgru_jax.evaluate import _eval_forward
-from durgru_jax.metrics import rank_and_topk
 from durgru_jax.recommend import (
     CheckpointMismatchError,
     Recommender,
@@ -34,6 +32,7 @@ VARIANTS = [
     ("agru", "none"),
     ("gru", "input"),
     ("recommended", "gate"),
+    ("repeat", "gate"),
     ("sasrec", "none"),
 ]
 
@@ -44,30 +43,21 @@ def _raw_events(config) -> pd.DataFrame:
 
 
 def _evaluator_topk(rec: Recommender, p: ds.Prepared, k: int):
-    """Top-k and user vectors of every test example, by the evaluator's loop
-    (`evaluate.evaluate`: its batching, trimming, encoder and ranker)."""
+    """Top-k and their scores for every test example, by the evaluator's loop
+    (`evaluate.rank_examples`: its batching, trimming, model and ranker)."""
     rc = rec.rc
     ex = ds.eval_examples(p, "test")
-    n = len(ex["target"])
-    top = np.zeros((n, k), np.int64)
-    u_all = np.zeros((n, rec.v.shape[0]), np.float32)
-    trim = rc.model.cell in ("gru", "agru")
-    for batch, hist, idx in ds.iterate_eval_batches_by_length(ex, rc.eval.batch_size, trim):
-        u, _ = _eval_forward(rec.params, rc.model, batch)
-        _, t = rank_and_topk(
-            u,
-            rec.v,
-            rec.c,
-            jnp.asarray(batch["target"]),
-            jnp.asarray(hist),
-            n_items=p.n_items,
-            kmax=k,
-            item_chunk=min(rc.eval.item_chunk, p.n_items + 1),
-            exclude_history=rc.eval.exclude_history,
-        )
-        top[idx] = np.asarray(t)[: len(idx)]
-        u_all[idx] = np.asarray(u)[: len(idx)]
-    return ex, top, u_all
+    r = evaluate.rank_examples(
+        evaluate.model_scorer(rec.params, rc),
+        ex,
+        p.n_items,
+        kmax=k,
+        batch_size=rc.eval.batch_size,
+        item_chunk=rc.eval.item_chunk,
+        exclude_history=rc.eval.exclude_history,
+        with_scores=True,
+    )
+    return ex, r.top, r.top_score
 
 
 # ---------------------------------------------------------------------- artifacts
@@ -118,24 +108,23 @@ def test_recommend_equals_the_evaluators_topk(runs, cell, mode) -> None:
     rec = Recommender.load(workdir)
     p = sources.load_prepared(config.data, seed=int(config.seed))
     k = max(rec.rc.eval.ks)
-    ex, top, u = _evaluator_topk(rec, p, k)
+    ex, top, want_scores = _evaluator_topk(rec, p, k)
     events = _raw_events(config)
     visible = events.groupby("user", sort=False).head(-1)  # all but each user's last event
     want_items = rec.item_ids[top - 1]
-    want_scores = np.einsum("ed,dek->ek", u, np.asarray(rec.v)[:, top]) + np.asarray(rec.c)[top]
-
-    table = rec.recommend_many(visible, k=k).table
+    seen = bool(rec.rc.eval.exclude_history)  # the evaluator's exclusion
+    table = rec.recommend_many(visible, k=k, exclude_seen=seen).table
     for e, user in enumerate(ex["user"]):
         got = table[table["user"] == user]
         np.testing.assert_array_equal(got["item"].to_numpy(), want_items[e])
         np.testing.assert_array_equal(got["rank"].to_numpy(), np.arange(1, k + 1))
         np.testing.assert_allclose(got["score"].to_numpy(), want_scores[e], rtol=1e-5, atol=1e-5)
     for e, user in list(enumerate(ex["user"]))[:: max(1, len(ex["user"]) // 6)]:
-        r = rec.recommend(visible[visible["user"] == user], k=k)
+        r = rec.recommend(visible[visible["user"] == user], k=k, exclude_seen=seen)
         assert r.items == tuple(want_items[e].tolist()), user
         np.testing.assert_allclose(r.scores, want_scores[e], rtol=1e-5, atol=1e-5)
         assert (r.user, r.fallback, r.resorted, r.n_unknown_dropped) == (user, None, False, 0)
-        r10 = rec.recommend(visible[visible["user"] == user], k=10)
+        r10 = rec.recommend(visible[visible["user"] == user], k=10, exclude_seen=seen)
         assert r10.items == r.items[:10]
 
 
@@ -356,13 +345,19 @@ def _loader():
 
 
 def _in_process_scores(rec: Recommender, events: pd.DataFrame) -> np.ndarray:
+    """Every catalogue id's score by the evaluator's model and `evaluate.scores_at`."""
     ui = inputs.from_events(rec.artifacts, events)
-    u = rec._user_vectors(ui.examples)
-    return u @ np.asarray(rec.v) + np.asarray(rec.c)
+    out = np.zeros((len(ui.users), rec.n_items + 1), np.float32)
+    for batch, _, idx in rec._batches(ui.examples):
+        f = evaluate.Factors(*rec._scorer.factors(idx, batch))
+        ids = jnp.broadcast_to(jnp.arange(rec.n_items + 1), (len(batch["items"]), rec.n_items + 1))
+        out[idx] = np.asarray(evaluate.scores_at(f, ids))[: len(idx)]
+    return out
 
 
-def test_exported_scores_equal_the_in_process_model(runs, tmp_path) -> None:
-    workdir, config = runs()
+@pytest.mark.parametrize("cell,mode", [("agru", "input"), ("repeat", "gate")])
+def test_exported_scores_equal_the_in_process_model(runs, tmp_path, cell, mode) -> None:
+    workdir, config = runs(cell, mode)
     out = tmp_path / "exported"
     res = _launch("--export", "--workdir", workdir, "--out", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
