@@ -20,7 +20,8 @@ own config and protocol, its model replaced by the method's; the shared samples 
 * ``taobao-nextday``: paper 001's next-day top-N protocol (``configs/paper001.py``).
 
 Methods (`METHODS`, as overrides of the dataset's paper-000 config): ``agru`` (paper 000's
-aGRU), ``rec`` (the recommended model, `base_config.RECOMMENDED_MODEL`), ``gru`` (a plain
+aGRU), ``rec`` (the recommended model, the dataset config's default:
+`base_config.RECOMMENDED_MODEL`, plus `RECOMMENDED_REPEATS` on the Taobao logs), ``gru`` (a plain
 GRU: no duration factor, no auxiliary loss), ``gru4rec_xe`` / ``gru4rec_bpr_max``
 (``configs/gru4rec.py``, our training), ``sasrec`` (``configs/sasrec.py``), ``adpr``
 (``configs/adpr.py``), and the baselines ``itemcf`` (ItemCF-IUF with paper 001's window of 10
@@ -38,7 +39,6 @@ own configuration (not tuned here).
 """
 
 from durgru_jax.base_config import (
-    RECOMMENDED_MODEL,
     config_diff,
     load_config,
     parse_variant,
@@ -47,20 +47,30 @@ from durgru_jax.base_config import (
     shared_sample,
 )
 
-# variant -> (the dataset's config with paper 000's model, its sample in the shared data
-# folder or "" when the config already points at it / makes its data)
+# variant -> (the dataset's config with paper 000's model, the same with its default model (the
+# recommended one: the `rec` method), its sample in the shared data folder or "" when the config
+# already points at it / makes its data)
 DATASETS = {
-    "synthetic": ("default.py:paper", ""),
-    "ml100k": ("ml100k.py:paper", "movielens-100k/u.data"),
-    "ml1m": ("ml1m.py:paper", "movielens-1m/ratings-users-1-2998.dat"),
-    "ml1m-gru4rec": ("ml1m.py:gru4rec,paper", "movielens-1m/ratings-users-1-2998.dat"),
+    "synthetic": ("default.py:paper", "default.py", ""),
+    "ml100k": ("ml100k.py:paper", "ml100k.py", "movielens-100k/u.data"),
+    "ml1m": ("ml1m.py:paper", "ml1m.py", "movielens-1m/ratings-users-1-2998.dat"),
+    "ml1m-gru4rec": (
+        "ml1m.py:gru4rec,paper",
+        "ml1m.py:gru4rec",
+        "movielens-1m/ratings-users-1-2998.dat",
+    ),
     "yoochoose": (
         "yoochoose.py:prepared,paper",
+        "yoochoose.py:prepared",
         "yoochoose-rsc15-100k-prepared/yoochoose-clicks-100k_train_full.txt",
     ),
-    "diginetica": ("diginetica.py:sample,paper", ""),
-    "taobao": ("taobao.py:sample,paper", ""),
-    "taobao-nextday": ("paper001.py:agru", "taobao-userbehavior-subset/UserBehavior.csv"),
+    "diginetica": ("diginetica.py:sample,paper", "diginetica.py:sample", ""),
+    "taobao": ("taobao.py:sample,paper", "taobao.py:sample", ""),
+    "taobao-nextday": (
+        "paper001.py:agru",
+        "paper001.py",
+        "taobao-userbehavior-subset/UserBehavior.csv",
+    ),
 }
 WITH_RATINGS = ("ml100k", "ml1m", "ml1m-gru4rec")  # where biased MF is a method
 # In the order the sweep runs them (and the report lists them): the deterministic baselines,
@@ -100,7 +110,7 @@ EXTRAS = {"seeds": positive_int, "methods": _methods}  # the sweep's extras (get
 
 def base(dataset: str):
     """``dataset``'s config with paper 000's aGRU, its sample, and the baselines' settings."""
-    spec, sample = DATASETS[dataset]
+    spec, _, sample = DATASETS[dataset]
     c = load_config(spec, beside=__file__)
     if sample:
         c.data.path = shared_sample(sample)
@@ -133,10 +143,16 @@ def _model_overrides(dataset: str, method: str) -> dict:
         return {}
     if method == "gru":
         return {"model.cell": "gru", "model.duration_mode": "none", "loss.aux_weight": 0.0}
-    if method == "rec":
-        return dict(RECOMMENDED_MODEL)
-    own = load_config(_METHOD_CONFIGS[method], beside=__file__)
-    diff = config_diff(own, load_config("default.py:paper", beside=__file__))
+    if method == "rec":  # the dataset config's default model, as a user gets it
+        paper, default, _ = DATASETS[dataset]
+        return _model_diff(default, paper)
+    return _model_diff(_METHOD_CONFIGS[method], "default.py:paper")
+
+
+def _model_diff(spec: str, paper_spec: str) -> dict:
+    """The model, loss and optimiser settings of ``spec``'s config that differ from
+    ``paper_spec``'s."""
+    diff = config_diff(load_config(spec, beside=__file__), load_config(paper_spec, beside=__file__))
     return {k: v for k, v in diff.items() if k.startswith(_METHOD_GROUPS)}
 
 

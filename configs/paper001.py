@@ -5,9 +5,9 @@ coverage and item coverage.
 ``python launch.py --config configs/paper001.py:agru --sweep --workdir W \\
     --config.data.path=PATH/UserBehavior.csv`` then ``python launch.py --report W``.
 One method: ``--config configs/paper001.py:itemcf``: ``rec`` (default: the recommended model,
-docs/model_and_protocol.md) | ``agru`` (paper 000's aGRU) | ``gru`` (the aGRU's settings with
-the GRU cell) | ``itemcf`` | ``pop``. The sweep declares every method with the one it is
-given first (the report's reference), each run as the method's overrides plus whatever else
+docs/model_and_protocol.md, with the repeat-aware output) | ``agru`` (paper 000's aGRU) |
+``gru`` (the aGRU's settings with the GRU cell) | ``itemcf`` | ``pop``. The sweep declares
+every method with the one it is given first (the report's reference), each run as the method's overrides plus whatever else
 its config differs in from that one's: with ``:agru`` the runs and their names are those of
 the table in docs/results.md plus ``rec``; without a variant the same runs.
 
@@ -28,6 +28,7 @@ import ml_collections
 
 from durgru_jax.base_config import (
     RECOMMENDED_MODEL,
+    RECOMMENDED_REPEATS,
     config_diff,
     get_base_config,
     parse_variant,
@@ -40,7 +41,7 @@ METHODS = {  # overrides of paper 000's aGRU on this protocol, in the table's or
     "gru": {"model.cell": "gru"},
     "itemcf": {"task": "baseline", "baseline.name": "itemcf"},
     "pop": {"task": "baseline", "baseline.name": "pop"},
-    "rec": RECOMMENDED_MODEL,
+    "rec": {**RECOMMENDED_MODEL, **RECOMMENDED_REPEATS},  # with the repeat-aware output
 }
 TRAINED = ("agru", "gru", "rec")  # seeded; the baselines are deterministic
 # the argument after ":", default first: the recommended model

@@ -107,18 +107,30 @@ RECOMMENDED_MODEL = types.MappingProxyType(
 )
 
 
-def recommended_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Sets `RECOMMENDED_MODEL` in ``config`` (in place; returns it). The dataset settings
-    (data, protocol, sizes, learning rate, ``duration_delay``) are left as they are."""
-    return set_overrides(config, RECOMMENDED_MODEL)
+# Added to it on logs where users come back to items and seen items stay rankable, where it
+# wins on validation (the Taobao configs: docs/model_and_protocol.md, "The recommended model"):
+# the repeat-aware output, a learned mixture of re-consuming and exploring (`durgru_jax.repeat`)
+RECOMMENDED_REPEATS = types.MappingProxyType({"model.repeat_head": True})
 
 
-def use_model(config: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
+def recommended_model(
+    config: ml_collections.ConfigDict, repeats: bool = False
+) -> ml_collections.ConfigDict:
+    """Sets `RECOMMENDED_MODEL` in ``config`` (in place; returns it), with ``repeats`` also
+    `RECOMMENDED_REPEATS`. The dataset settings (data, protocol, sizes, learning rate,
+    ``duration_delay``) are left as they are."""
+    return set_overrides(config, {**RECOMMENDED_MODEL, **(RECOMMENDED_REPEATS if repeats else {})})
+
+
+def use_model(
+    config: ml_collections.ConfigDict, model: str, repeats: bool = False
+) -> ml_collections.ConfigDict:
     """``config`` with the model of the slot ``model`` (one of `MODELS`): "recommended" sets
-    `RECOMMENDED_MODEL`, "paper" keeps paper 000's aGRU (in place; returns ``config``)."""
+    `RECOMMENDED_MODEL` (and with ``repeats`` `RECOMMENDED_REPEATS`: a log where users come back
+    to items), "paper" keeps paper 000's aGRU (in place; returns ``config``)."""
     if model not in MODELS:
         raise ValueError(f"model {model!r} is not one of {list(MODELS)}")
-    return recommended_model(config) if model == "recommended" else config
+    return recommended_model(config, repeats) if model == "recommended" else config
 
 
 def get_session_config() -> ml_collections.ConfigDict:

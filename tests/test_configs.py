@@ -11,6 +11,7 @@ import pytest
 from durgru_jax import sweep
 from durgru_jax.base_config import (
     RECOMMENDED_MODEL,
+    RECOMMENDED_REPEATS,
     apply_override,
     config_diff,
     config_module,
@@ -271,16 +272,24 @@ def _value(config, key: str):
     return config
 
 
+REPEAT_LOGS = ("taobao",)  # the dataset configs whose recommended model has the repeat head
+
+
 @pytest.mark.parametrize("name", DATASET_CONFIGS)
 def test_dataset_configs_default_to_the_recommended_model_and_paper_gives_the_agru(name):
     for variant in [v for v in _variants(name) if "recommended" not in v and "paper" not in v]:
         spec = f"{CONFIGS / name}.py" + (f":{variant}" if variant else "")
         rec, paper = load_config(spec), load_config(_paper_spec(spec))
-        # the two differ in the recommended model's settings only
+        # the two differ in the recommended model's settings only; on the Taobao log (users
+        # come back to items) with the repeat-aware output
+        repeats = name in REPEAT_LOGS
+        want = {**RECOMMENDED_MODEL, **(RECOMMENDED_REPEATS if repeats else {})}
         assert config_diff(rec, paper) == {
-            k: v for k, v in RECOMMENDED_MODEL.items() if _value(paper, k) != v
+            k: v for k, v in want.items() if _value(paper, k) != v
         }, spec
-        assert config_diff(rec, use_model(load_config(_paper_spec(spec)), "recommended")) == {}
+        assert rec.model.repeat_head == repeats and not paper.model.repeat_head
+        again = use_model(load_config(_paper_spec(spec)), "recommended", repeats=repeats)
+        assert config_diff(rec, again) == {}
         assert (rec.model.cell, rec.model.duration_mode, rec.loss.aux_weight) == ("gru", "gate", 0)
         model = ModelConfig()
         assert (paper.model.cell, paper.model.duration_mode) == (model.cell, model.duration_mode)
@@ -304,11 +313,12 @@ def test_paper_table_sweeps_keep_the_paper_runs_and_add_the_recommended_one():
     methods += [{"task": "baseline", "baseline.name": n} for n in ("itemcf", "pop")]
     seeds = [0, 1, 2, 0, 1, 2, 0, 0]
     assert agru[:8] == [{**m, "seed": s} for m, s in zip(methods, seeds, strict=True)]
-    assert agru[8:] == [{**RECOMMENDED_MODEL, "seed": s} for s in (0, 1, 2)]
+    rec = {**RECOMMENDED_MODEL, **RECOMMENDED_REPEATS}  # on this log, with the repeat head
+    assert agru[8:] == [{**rec, "seed": s} for s in (0, 1, 2)]
     # Around the recommended model (no variant), each run is its method's config.
     base = load_config(f"{CONFIGS}/paper001.py")
     runs = sweep.expand(module.sweep)
-    assert runs[0] == {**RECOMMENDED_MODEL, "seed": 0} and len(runs) == len(agru)
+    assert runs[0] == {**rec, "seed": 0} and len(runs) == len(agru)
     for method in module.METHODS:
         want = load_config(f"{CONFIGS}/paper001.py:{method}").to_dict()
         assert any(sweep.apply(base, {**r, "seed": 0}).to_dict() == want for r in runs), method

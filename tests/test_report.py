@@ -14,7 +14,7 @@ import pytest
 
 from durgru_jax import report
 from durgru_jax import train as train_lib
-from durgru_jax.base_config import RECOMMENDED_MODEL, config_module
+from durgru_jax.base_config import RECOMMENDED_MODEL, config_module, load_config
 from durgru_jax.sweep import expand, run_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -415,6 +415,12 @@ def test_leaderboard_sweep_declares_one_budget_for_every_neural_method():
         agru.model.to_dict() == _config_module("ml1m").get_config("gru4rec,paper").model.to_dict()
     )
     assert lb.get_config("taobao-nextday,rec").eval.user_topn  # paper 001's protocol
+    for dataset, (_, default, _) in lb.DATASETS.items():  # rec: what the dataset config trains
+        got = lb.get_config(f"{dataset},rec")
+        want = load_config(os.path.join(ROOT, "configs", default))
+        assert got.model.to_dict() == want.model.to_dict(), dataset
+        assert got.loss.to_dict() == want.loss.to_dict(), dataset
+    assert lb.get_config("taobao,rec").model.repeat_head
     sasrec = lb.get_config("ml100k,sasrec")
     assert sasrec.model.cell == "sasrec" and sasrec.optim.learning_rate == 1e-3
 
