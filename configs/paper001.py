@@ -7,9 +7,10 @@ coverage and item coverage.
 One method: ``--config configs/paper001.py:itemcf``: ``rec`` (default: the recommended model,
 docs/model_and_protocol.md, with the repeat-aware output) | ``agru`` (paper 000's aGRU) |
 ``gru`` (the aGRU's settings with the GRU cell) | ``itemcf`` | ``pop``. The sweep declares
-every method with the one it is given first (the report's reference), each run as the method's overrides plus whatever else
-its config differs in from that one's: with ``:agru`` the runs and their names are those of
-the table in docs/results.md plus ``rec``; without a variant the same runs.
+every method with the one it is given first (the report's reference), each run as the method's
+overrides plus whatever else its config differs in from that one's: with ``:agru`` the runs and
+their names are those of the table in docs/results.md plus ``rec``; without a variant the same
+runs.
 
 Protocol (our reading of paper 001, Section 4): Taobao UserBehavior (the public Alibaba
 behaviour log; paper 001 used the Alibaba competition's mobile log, which needs a login), one
