@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 
 from durgru_jax import files, parallel
+from durgru_jax.errors import UserError
 from durgru_jax.workdir_lock import WorkdirLock
 
 if TYPE_CHECKING:
@@ -266,8 +267,9 @@ def train_summary(
 # ------------------------------------------------------------------------ non-finite loss
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or Inf loss."""
+class NonFiniteLossError(FloatingPointError, UserError):
+    """Training produced a NaN or Inf loss (its message names the step and what to change:
+    ``launch.py`` prints it as one line)."""
 
 
 DEFAULT_HINT = "Try a lower optim.learning_rate or optim.clip_norm > 0."

@@ -16,6 +16,7 @@ from durgru_jax import run_lib, runner
 from durgru_jax import train as train_lib
 from durgru_jax.config import ConfigError, from_config
 from durgru_jax.data import dataset as ds
+from durgru_jax.errors import UserError
 
 
 def _read_jsonl(path: str) -> list[dict]:
@@ -145,6 +146,7 @@ def test_nan_after_the_first_epoch_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(ds, "iterate_train_batches", poisoned)
     with pytest.raises(run_lib.NonFiniteLossError) as err:
         train_lib.train_and_evaluate(tiny_config, workdir)
+    assert isinstance(err.value, UserError)  # launch.py prints its message as one line
     steps_per_epoch = ds.n_train_batches(
         ds.train_windows(ds.prepare(*_tiny_events(tiny_config.to_dict())), pack=True), 32
     )
