@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import importlib.util
 import json
@@ -18,7 +19,9 @@ from durgru_jax import cells
 from durgru_jax.ctr import criteo, synthetic
 from durgru_jax.ctr import model as ctr_model
 from durgru_jax.ctr.metrics import auc, ctr_metrics
+from durgru_jax.data.cache import CacheWriteError
 from durgru_jax.data.readers import DataFormatError
+from durgru_jax.errors import UserError
 
 _SHARED = Path(
     os.environ.get("DURGRU_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -219,6 +222,25 @@ def test_failed_preprocessing_never_touches_the_cache(tmp_path):
         criteo.prepare(path, cache, min_count=1)
     assert sorted(os.listdir(cache)) == entries  # no partial entry, no temporary folder
     np.testing.assert_array_equal(np.load(Path(first.dir) / "tokens.npy"), tokens)
+
+
+def test_a_full_disk_names_the_cache_entry_and_leaves_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "train.txt"
+    path.write_text(_tsv(_ROWS * 4))
+    cache = tmp_path / "cache"
+    real = criteo._prepare_into
+
+    def disk_full(out, *args, **kwargs):
+        real(out, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(out, "vocab.npz"))
+
+    monkeypatch.setattr(criteo, "_prepare_into", disk_full)
+    with pytest.raises(CacheWriteError, match=r"data cache entry .*cache/.*No space left") as e:
+        criteo.prepare(path, cache, min_count=1)
+    assert e.value.errno == errno.ENOSPC and isinstance(e.value, UserError)
+    assert os.listdir(cache) == []  # no partial entry, no temporary folder
+    monkeypatch.setattr(criteo, "_prepare_into", real)
+    assert not criteo.prepare(path, cache, min_count=1).from_cache  # room again: it is written
 
 
 def test_cache_key_follows_the_parsing_code(tmp_path, monkeypatch):

@@ -34,7 +34,8 @@ and mtime, and the source code of both Criteo modules (memory-mapped at training
 * ``meta.json``: row counts, split boundaries, vocabulary sizes, click rates, skipped rows.
 
 Everything is written into a temporary folder that is renamed into place at the end, so a
-failed or interrupted run never leaves (or overwrites) a cache entry.
+failed or interrupted run never leaves (or overwrites) a cache entry; a failed write (disk
+full, read-only folder) raises `data.cache.CacheWriteError` naming the entry and the reason.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -66,7 +68,9 @@ from durgru_jax.ctr.criteo_format import (
     iter_blocks,
     key_to_text,
 )
+from durgru_jax.data import cache as data_cache
 from durgru_jax.data.cache import code_fingerprint
+from durgru_jax.errors import UserError
 
 __all__ = [
     "CAT_FIELDS",
@@ -287,10 +291,21 @@ def prepare(
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if _writing(e, tmp):  # disk full, read-only, ...: name the entry, not a traceback
+            raise data_cache.write_error(Path(final), e) from e
         raise
     return load_prepared(final, from_cache=False)
+
+
+def _writing(e: BaseException, tmp: str) -> bool:
+    """Whether ``e`` is a failure to write the cache entry being built in ``tmp`` (not one
+    reading the source file)."""
+    if not isinstance(e, OSError) or isinstance(e, UserError):
+        return False
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return full or os.fspath(e.filename or "").startswith(tmp)
 
 
 @contextlib.contextmanager

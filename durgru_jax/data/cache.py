@@ -399,7 +399,8 @@ def _remove_abandoned(directory: Path, key: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_error(entry: Path, e: OSError) -> CacheWriteError:
+def write_error(entry: Path, e: OSError) -> CacheWriteError:
+    """The `CacheWriteError` of ``entry`` for the ``e`` raised writing it (its errno kept)."""
     reason = e.strerror or str(e)
     if e.filename:
         reason += f" ({os.path.basename(e.filename)})"
@@ -451,7 +452,7 @@ def save_prepared(
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and not isinstance(e, CacheWriteError):
-            raise _write_error(final, e) from e
+            raise write_error(final, e) from e
         raise
     return str(final)
 
