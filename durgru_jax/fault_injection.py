@@ -10,6 +10,7 @@ would, but at a chosen place. The points (see ``tests/test_faults.py``):
 * ``cache_write``: while a data-cache entry is being written (one array of it written).
 
 Nothing sets the variable outside the tests; unset, a point costs one environment lookup.
+`flip_byte` damages a file in place (a checkpoint, a data-cache array), its size unchanged.
 """
 
 from __future__ import annotations
@@ -32,3 +33,12 @@ def point(name: str) -> None:
     _arrivals[name] = _arrivals.get(name, 0) + 1
     if _arrivals[name] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def flip_byte(path: str | os.PathLike, offset: int) -> None:
+    """Inverts the byte at ``offset`` of ``path`` in place (the file keeps its size)."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
