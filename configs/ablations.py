@@ -6,7 +6,7 @@ Another dataset: ``--config configs/ablations.py:yoochoose`` (or ``:ml100k``), o
 ``--config configs/ablations.py:yoochoose,no_aux`` (give ``--config.data.path`` for real data).
 The recommended model (docs/model_and_protocol.md) and its switches: ``recommended`` (its
 sweep: ``configs/ablations.py:recommended --sweep``, on ML-100K ``:ml100k,recommended``), one
-switch ``configs/ablations.py:ml100k,recommended_tie_output``.
+switch ``configs/ablations.py:ml100k,recommended_untied_output``.
 ``python launch.py --report W`` turns the sweep into the table (mean ± std, paired tests).
 
 Variants of the paper's model (`VARIANTS`): full | no_duration | duration_gate | no_aux |
@@ -19,8 +19,9 @@ the factor but breaks its link to the events, so it must erase any gain that dur
 Variants of the recommended model (`RECOMMENDED_VARIANTS`), one switch each: recommended |
 recommended_duration_input (the paper's input scaling instead of the gate) |
 recommended_no_duration | recommended_(no_)gap_input (the time-gap input flipped) |
-recommended_aux_w0.2 | recommended_tie_output | recommended_repeat_head (the repeat-aware
-output) | recommended_shuffled_durations.
+recommended_aux_w0.2 | recommended_untied_output (a separate output matrix instead of the item
+embeddings) | recommended_repeat_head (the repeat-aware output) |
+recommended_shuffled_durations.
 """
 
 from durgru_jax.base_config import RECOMMENDED_MODEL, load_config, parse_variant, set_overrides
@@ -38,13 +39,14 @@ VARIANTS = {
     "shuffled_durations": {"data.shuffle_durations": True},
 }
 _GAP = RECOMMENDED_MODEL["model.gap_input"]
+_TIE = RECOMMENDED_MODEL["model.tie_output"]
 RECOMMENDED_VARIANTS = {
     "recommended": {},
     "recommended_duration_input": {"model.duration_mode": "input"},
     "recommended_no_duration": {"model.duration_mode": "none"},
     f"recommended_{'no_' if _GAP else ''}gap_input": {"model.gap_input": not _GAP},
     "recommended_aux_w0.2": {"loss.aux_weight": 0.2},
-    "recommended_tie_output": {"model.tie_output": True},
+    f"recommended_{'untied' if _TIE else 'tie'}_output": {"model.tie_output": not _TIE},
     "recommended_repeat_head": {"model.repeat_head": True},
     "recommended_shuffled_durations": {"data.shuffle_durations": True},
 }

@@ -157,7 +157,7 @@ def test_variant_lists_cover_the_documented_arguments():
     assert {"", "sample", "paper", "sample,paper"} <= set(_variants("taobao"))
     assert "diginetica-sample" in _variants("pop") and "taobao-sample" in _variants("itemcf")
     assert {"gru4rec", "paper", "gru4rec,paper", "rating,paper"} <= set(_variants("ml1m"))
-    assert "ml100k,recommended_tie_output" in _variants("ablations")
+    assert "ml100k,recommended_untied_output" in _variants("ablations")
 
 
 SWEEPS = ("ablations", "leaderboard", "paper001", "ranking", "rating", "section43")
@@ -251,10 +251,11 @@ def test_ablation_sweep_declares_each_variant_per_dataset():
         "model.tie_output",
         "model.repeat_head",
     }
-    c = module.get_config("recommended_tie_output")
-    assert c.model.tie_output and c.model.cell == "gru" and c.compare == ()
-    with pytest.raises(ValueError, match="unknown ablation sweep variant 'recommended_tie_output'"):
-        sweep.expand(lambda add: module.sweep(add, "recommended_tie_output"))
+    c = module.get_config("recommended_untied_output")
+    assert not c.model.tie_output and c.model.cell == "gru" and c.compare == ()
+    assert module.get_config("recommended").model.tie_output
+    with pytest.raises(ValueError, match="unknown ablation sweep variant 'recommended_untied_"):
+        sweep.expand(lambda add: module.sweep(add, "recommended_untied_output"))
 
 
 # ----------------------------------------------------------------------------- the model slot
