@@ -211,13 +211,26 @@ def board_markdown(b: Board) -> list[str]:
     return lines
 
 
+def merged_order(orders: Sequence[Sequence[str]]) -> list[str]:
+    """The names of every list, each list's order kept where the lists agree: a name a later
+    list adds goes right after the name it follows there (a sweep of a few methods, or one
+    dataset's extra method, keeps the columns in the config's order)."""
+    out: list[str] = []
+    for order in orders:
+        prev = None
+        for m in dict.fromkeys(order):
+            if m not in out:
+                out.insert(0 if prev is None else out.index(prev) + 1, m)
+            prev = m
+    return out
+
+
 def summary_table(boards: Sequence[Board]) -> list[str]:
     """Dataset by method: each method's score, the best of each row in bold (and those within
     noise of it), * where significantly below the best."""
-    methods: list[str] = []  # in the order the sweeps declare them
-    for b in boards:
-        declared = [str(g.overrides["method"]) for g in b.sweep.groups]
-        methods += [m for m in dict.fromkeys(declared) if m not in methods]
+    methods = merged_order(
+        [[str(g.overrides["method"]) for g in b.sweep.groups] for b in boards]
+    )  # in the order the sweeps declare them
     rows = []
     for b in boards:
         cells = []

@@ -354,6 +354,16 @@ def test_leaderboard_selects_on_validation_and_tests_against_the_best(leaderboar
     assert not leaderboard.within_noise(b, b.entries[2])
 
 
+def test_leaderboard_columns_keep_the_declared_order_across_datasets():
+    from durgru_jax.leaderboard import merged_order
+
+    full = ["pop", "itemcf", "agru", "rec", "gru", "sasrec"]
+    with_mf = ["pop", "itemcf", "mf", "agru", "rec"]  # a dataset with ratings, a subset
+    assert merged_order([full, with_mf]) == ["pop", "itemcf", "mf", "agru", "rec", "gru", "sasrec"]
+    assert merged_order([["rec", "gru"], full]) == ["pop", "itemcf", "agru", "rec", "gru", "sasrec"]
+    assert merged_order([["a", "a", "b"]]) == ["a", "b"]
+
+
 def test_leaderboard_two_single_values_are_not_within_noise(tmp_path):
     from durgru_jax import leaderboard
 
