@@ -232,8 +232,8 @@ class Recommender:
             return self.artifacts.log_popularity[ids].astype(np.float32)
         ((batch, _, _),) = self._batches(ui.examples)
         f = evaluate.Factors(*self._scorer.factors(np.arange(1), batch))
-        ids_1xK = jnp.broadcast_to(jnp.asarray(ids, jnp.int32), (len(batch["target"]), len(ids)))
-        return np.asarray(evaluate.scores_at(f, ids_1xK))[0].astype(np.float32)
+        ids_BxK = jnp.broadcast_to(jnp.asarray(ids, jnp.int32), (len(batch["target"]), len(ids)))
+        return np.asarray(evaluate.scores_at(f, ids_BxK))[0].astype(np.float32)
 
     def _user_inputs(self, frame: pd.DataFrame, who) -> inputs.UserInputs | None:
         """The one user's example (``None`` without events); a user unseen in training, or no
