@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import gc
 import gzip
 import importlib.util
 import json
 import math
 import os
+import threading
+import time
 from pathlib import Path
 
 import jax
@@ -222,6 +225,29 @@ def test_failed_preprocessing_never_touches_the_cache(tmp_path):
         criteo.prepare(path, cache, min_count=1)
     assert sorted(os.listdir(cache)) == entries  # no partial entry, no temporary folder
     np.testing.assert_array_equal(np.load(Path(first.dir) / "tokens.npy"), tokens)
+
+
+def test_a_bad_row_stops_the_parsing_threads_at_once(tmp_path):
+    # The error's traceback keeps the reader's frames alive; its worker threads must still
+    # stop now, not when a later garbage collection closes the reader (a thread join inside
+    # a collection can deadlock the process).
+    rows = [list(r) for r in _ROWS * 300]
+    rows[-1][2] = "x!"  # the last block is bad: the earlier ones are parsed in the threads
+    path = tmp_path / "train.txt"
+    path.write_text(_tsv(rows))
+    gc.disable()
+    try:
+        with pytest.raises(DataFormatError, match=r"train.txt:900: column 'I2'") as e:
+            criteo.prepare(path, tmp_path / "cache", min_count=1, block_bytes=1 << 12)
+        deadline = time.monotonic() + 10
+        for t in threading.enumerate():
+            if t.name.startswith("criteo"):
+                t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in threading.enumerate() if t.name.startswith("criteo")]
+        assert alive == [] and e.value is not None
+    finally:
+        gc.enable()
+    assert os.listdir(tmp_path / "cache") == []
 
 
 def test_a_full_disk_names_the_cache_entry_and_leaves_nothing(tmp_path, monkeypatch):

@@ -408,13 +408,14 @@ def _pass1(store, layout, options, block_bytes, bad: BadRows):
         blocks = iter_blocks(
             layout.path, options["on_bad_rows"], block_bytes, bad, layout, workers, post
         )
-        for blk in blocks:
-            if len(blk.labels) == 0:
-                continue
-            codes_fxm = _block_codes(blk, coders)
-            _count_codes(counts, coders, codes_fxm)
-            store.append(codes_fxm)
-            labels_parts.append(blk.labels)
+        with contextlib.closing(blocks):  # an error stops the parsing threads now
+            for blk in blocks:
+                if len(blk.labels) == 0:
+                    continue
+                codes_fxm = _block_codes(blk, coders)
+                _count_codes(counts, coders, codes_fxm)
+                store.append(codes_fxm)
+                labels_parts.append(blk.labels)
     labels = np.concatenate(labels_parts) if labels_parts else np.zeros(0, np.int8)
     return coders, counts, labels
 
@@ -504,8 +505,9 @@ def _write_tokens(path: str, store, tables: list[np.ndarray], n: int, workers: i
         mapped = (
             _ordered_map(to_tokens, items, workers) if workers else (to_tokens(*i) for i in items)
         )
-        for tokens in mapped:
-            f.write(tokens.data)
+        with contextlib.closing(mapped):  # a failed write stops the threads now
+            for tokens in mapped:
+                f.write(tokens.data)
 
 
 class _CodeStore:

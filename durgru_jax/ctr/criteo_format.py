@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -285,34 +286,44 @@ def iter_blocks(
     parsed = _ordered_map(parse, raw, workers) if workers > 0 else (parse(*r) for r in raw)
     seen_rows = False
     line = 1 + layout.header_lines  # of the current block's first line
-    for block, problems, n_lines in parsed:
-        for rel, column, detail in problems:
-            err = DataFormatError(layout.path, detail, line=line + rel, column=column)
-            if on_bad_rows == "error":
-                raise err
-            bad.add(err)
-        block.first_line = line
-        line += n_lines
-        seen_rows = seen_rows or len(block.labels) > 0
-        yield block
+    with contextlib.closing(parsed):  # an error stops the workers now, not at a later GC
+        for block, problems, n_lines in parsed:
+            for rel, column, detail in problems:
+                err = DataFormatError(layout.path, detail, line=line + rel, column=column)
+                if on_bad_rows == "error":
+                    raise err
+                bad.add(err)
+            block.first_line = line
+            line += n_lines
+            seen_rows = seen_rows or len(block.labels) > 0
+            yield block
     if not seen_rows and bad.count == 0:
         raise DataFormatError(path, "has no data rows")
 
 
 def _ordered_map(fn, items: Iterator[tuple], workers: int) -> Iterator:
-    """``fn(*item)`` for each item on a thread pool, results in input order, bounded ahead."""
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="criteo") as ex:
-        pending: collections.deque = collections.deque()
-        try:
-            for item in items:
-                pending.append(ex.submit(fn, *item))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
+    """``fn(*item)`` for each item on a thread pool, results in input order, bounded ahead.
+
+    Closing the iterator early (an error in the caller, or the caller stops) cancels the
+    queued work and lets the workers finish in the background instead of joining them: the
+    close may run inside a garbage collection, and a thread join there can deadlock.
+    """
+    ex = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="criteo")
+    pending: collections.deque = collections.deque()
+    done = False
+    try:
+        for item in items:
+            pending.append(ex.submit(fn, *item))
+            if len(pending) > workers:
                 yield pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+        while pending:
+            yield pending.popleft().result()
+        done = True
+    finally:
+        ex.shutdown(wait=done, cancel_futures=True)
+        close = getattr(items, "close", None)
+        if close is not None:  # e.g. the file behind a generator of raw blocks
+            close()
 
 
 def _parse_block(data: bytes, layout: CriteoLayout, on_bad_rows: str, post):
