@@ -17,13 +17,19 @@ duration factor is neutral. The sweep runs every method with seeds 0-2.
 
 import ml_collections
 
-from durgru_jax.base_config import RECOMMENDED_MODEL, load_config, parse_variant, set_overrides
+from durgru_jax.base_config import (
+    RECOMMENDED_MODEL,
+    RECOMMENDED_RATINGS,
+    load_config,
+    parse_variant,
+    set_overrides,
+)
 
 DATASETS = ("ml1m", "ml100k")
 METHODS = {  # overrides of the paper's aGRU
     "agru": {},
     "gru": {"model.cell": "gru"},
-    "rec": RECOMMENDED_MODEL,
+    "rec": {**RECOMMENDED_MODEL, **RECOMMENDED_RATINGS},  # reading the input ratings too
     "mf": {"task": "baseline", "baseline.name": "mf"},
 }
 SEEDS = (0, 1, 2)

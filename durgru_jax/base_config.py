@@ -114,15 +114,26 @@ RECOMMENDED_MODEL = types.MappingProxyType(
 # wins on validation (the Taobao configs: docs/model_and_protocol.md, "The recommended model"):
 # the repeat-aware output, a learned mixture of re-consuming and exploring (`durgru_jax.repeat`)
 RECOMMENDED_REPEATS = types.MappingProxyType({"model.repeat_head": True})
+# Added to it where the rating head is trained (``loss.rating_weight > 0``): each input item
+# also enters scaled by the user's rating of it (ML-1M sample, validation RMSE:
+# docs/model_and_protocol.md, "The recommended model")
+RECOMMENDED_RATINGS = types.MappingProxyType({"model.rating_input": True})
 
 
 def recommended_model(
     config: ml_collections.ConfigDict, repeats: bool = False
 ) -> ml_collections.ConfigDict:
     """Sets `RECOMMENDED_MODEL` in ``config`` (in place; returns it), with ``repeats`` also
-    `RECOMMENDED_REPEATS`. The dataset settings (data, protocol, sizes, learning rate,
-    ``duration_delay``) are left as they are."""
-    return set_overrides(config, {**RECOMMENDED_MODEL, **(RECOMMENDED_REPEATS if repeats else {})})
+    `RECOMMENDED_REPEATS`, and `RECOMMENDED_RATINGS` if the config trains the rating head. The
+    dataset settings (data, protocol, sizes, learning rate, ``duration_delay``) are left as
+    they are."""
+    ratings = config.loss.rating_weight > 0
+    overrides = {
+        **RECOMMENDED_MODEL,
+        **(RECOMMENDED_REPEATS if repeats else {}),
+        **(RECOMMENDED_RATINGS if ratings else {}),
+    }
+    return set_overrides(config, overrides)
 
 
 def use_model(

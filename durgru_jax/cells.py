@@ -37,13 +37,20 @@ DURATION_MODES = ("none", "input", "gate")
 
 
 def init_gru(
-    key: Array, embed_dim: int, hidden_dim: int, dtype=jnp.float32, n_gap: int = 0
+    key: Array,
+    embed_dim: int,
+    hidden_dim: int,
+    dtype=jnp.float32,
+    n_gap: int = 0,
+    rating_input: bool = False,
 ) -> Params:
     """Parameters of eq. (10): W_{z,r,n} fused to ``w_ExH3``, U_{z,r} fused, U, biases.
 
     ``n_gap > 0`` (``model.gap_input``) adds ``w_gap [n_gap, 3H]``: one row of input
     projections per time-gap bucket, as if the bucket's one-hot vector were part of the input.
-    It starts at zero, so training starts from the plain GRU.
+    ``rating_input`` (``model.rating_input``) adds ``w_rating [E, 3H]``, the projection of the
+    item embedding signed and scaled by the user's rating of it. Both start at zero, so
+    training starts from the plain GRU.
     """
     k1, k2, k3 = jax.random.split(key, 3)
     glorot = jax.nn.initializers.glorot_uniform()
@@ -58,6 +65,8 @@ def init_gru(
     }
     if n_gap:
         params["w_gap"] = jnp.zeros((n_gap, 3 * hidden_dim), dtype)
+    if rating_input:
+        params["w_rating"] = jnp.zeros((embed_dim, 3 * hidden_dim), dtype)
     return params
 
 
@@ -67,6 +76,7 @@ def gru_inputs(
     alpha_BxT: Array,
     duration_mode: str,
     gap_BxT: Array | None = None,
+    rating_dev_BxT: Array | None = None,
 ) -> Array:
     """Input projections ``W_{z,r,n} (alpha_t x_t) + b`` of eq. (10), ``[B, T, 3H]``.
 
@@ -74,7 +84,10 @@ def gru_inputs(
     bias is added after the scaling, as in eq. (10) with the bias the paper mentions. With
     ``w_gap`` in ``params`` (``model.gap_input``), the row of event t's time-gap bucket
     ``gap_BxT`` (the gap since the previous event, known at t) is added beside the bias: the
-    factor weighs the item, not the time that passed.
+    factor weighs the item, not the time that passed. With ``w_rating`` (``model.rating_input``)
+    ``(d_t x_t) W_rating`` is added too, ``d_t`` the user's rating of event t's item minus the
+    mean rating (`model.rating_deviation`): the item as liked or disliked, the input of
+    asymmetric factor models (NSVD, SVD++) whose sum over a user's ratings is a user factor.
     """
     proj = x_BxTxE @ params["w_x"]
     if duration_mode == "input":
@@ -86,6 +99,10 @@ def gru_inputs(
         # A one-hot matmul, not a gather: its gradient is a matmul, a gather's a scatter-add.
         pick = jax.nn.one_hot(gap_BxT, params["w_gap"].shape[0], dtype=proj.dtype)
         proj = proj + pick @ params["w_gap"]
+    if "w_rating" in params:
+        if rating_dev_BxT is None:
+            raise ValueError("gru_inputs: params hold w_rating (model.rating_input) but no ratings")
+        proj = proj + (rating_dev_BxT[..., None] * x_BxTxE) @ params["w_rating"]
     return proj
 
 

@@ -68,6 +68,9 @@ class ModelConfig:
     n_input_contexts: int = _from_data(1)
     n_transfer_contexts: int = _from_data(1)
     rating_head: bool = _from_data(False)  # the data has ratings and loss.rating_weight > 0
+    # GRU with the rating head: each input item also enters signed and scaled by the user's
+    # rating of it (its deviation from the mean rating), so the state knows what the user liked
+    rating_input: bool = False
     scan_unroll: int = 4  # lax.scan unroll factor (speed only; ~15% faster than 1 on CPU)
     init_bias_from_popularity: bool = True  # output bias starts at log training popularity
     # 0: an event's duration is known when the next item is predicted (measured dwell);
@@ -105,6 +108,10 @@ class ModelConfig:
         _positive("model.scan_unroll", self.scan_unroll)
         _choice("model.duration_delay", self.duration_delay, (0, 1))
         _choice("model.compute_dtype", self.compute_dtype, ("float32", "bfloat16"))
+        if self.rating_input and self.cell != "gru":
+            raise ConfigError(
+                f"config.model.rating_input=True needs config.model.cell='gru' (got {self.cell!r})"
+            )
         if self.gap_input and self.cell != "gru":
             raise ConfigError(
                 f"config.model.gap_input=True needs config.model.cell='gru' (got "

@@ -109,7 +109,8 @@ def step_diagnostics(params, cfg: ModelConfig, batch) -> dict[str, jax.Array]:
     alpha = model_lib.duration_alpha(cfg, batch, x.dtype)
     if cfg.cell == "gru":
         gap = batch["tr_ctx"] if cfg.gap_input else None  # model.gap_input's bucket rows
-        xs = (cells.gru_inputs(p, x, alpha, mode, gap), alpha)
+        dev = model_lib.rating_deviation(params, batch) if cfg.rating_input else None
+        xs = (cells.gru_inputs(p, x, alpha, mode, gap, dev), alpha)
 
         def gates(h, xp, a):
             h_new, z = cells.gru_step_gates(p, h, xp, a, mode)

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from durgru_jax import attention, cells, layers, repeat
-from durgru_jax.config import ModelConfig
+from durgru_jax.config import ConfigError, ModelConfig
 from durgru_jax.duration import duration_factor
 from durgru_jax.layers import last_step as last_step  # `model.last_step`, for evaluation
 
@@ -48,13 +48,19 @@ class DurGRU(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         n, e, h = cfg.n_items + 1, cfg.embed_dim, cfg.hidden_dim
+        if cfg.rating_input and not cfg.rating_head:
+            raise ConfigError(
+                "config.model.rating_input=True reads the rating head's mean: it needs data "
+                "with ratings and config.loss.rating_weight > 0"
+            )
         k_emb, k_cell, k_out, k_aux, k_rat = jax.random.split(rngs.params(), 5)
         glorot = jax.nn.initializers.glorot_uniform()
         self.item_emb = nnx.Param(jax.random.normal(k_emb, (n, e)) * (1.0 / np.sqrt(e)))
         if cfg.cell in attention.ATTENTION_CELLS:
             cell = attention.init_encoder(k_cell, cfg)
         elif cfg.cell == "gru":
-            cell = cells.init_gru(k_cell, e, h, n_gap=cfg.n_transfer_contexts * cfg.gap_input)
+            n_gap = cfg.n_transfer_contexts * cfg.gap_input
+            cell = cells.init_gru(k_cell, e, h, n_gap=n_gap, rating_input=cfg.rating_input)
         else:
             cell = cells.init_agru(
                 k_cell,
@@ -167,7 +173,10 @@ def encode(
     alphas = (alpha_BxT, neutral) if delayed else (alpha_BxT,)
     if cfg.cell == "gru":
         gap = batch["tr_ctx"] if cfg.gap_input else None  # the transfer context: the time gap
-        xs = tuple(a for al in alphas for a in (cells.gru_inputs(p, x_BxTxE, al, mode, gap), al))
+        dev = rating_deviation(params, batch) if cfg.rating_input else None
+        xs = tuple(
+            a for al in alphas for a in (cells.gru_inputs(p, x_BxTxE, al, mode, gap, dev), al)
+        )
 
         def one(h_prev, xp_t, a_t):
             return cells.gru_step(p, h_prev, xp_t, a_t, mode)
@@ -222,6 +231,17 @@ def user_vector(params: Params, cfg: ModelConfig, h: Array) -> Array:
 _RATING_SHRINK = 5.0
 
 
+def rating_deviation(params: Params, batch: Batch) -> Array:
+    """``[B, T]``: each input event's rating minus the rating head's ``mu`` (0 where the event
+    has no rating, is padding, or the batch carries no ratings). ``mu`` is held fixed here, so
+    the inputs that read it do not pull the head's mean."""
+    mu = jax.lax.stop_gradient(params["rating"]["mu"])
+    if "rating_in" not in batch:  # a batch without input ratings: no evidence
+        return jnp.zeros(batch["mask"].shape, mu.dtype)
+    ok_BxT = batch["rating_in_ok"] & batch["mask"]
+    return jnp.where(ok_BxT, batch["rating_in"] - mu, 0.0).astype(mu.dtype)
+
+
 def user_rating_offset(params: Params, batch: Batch) -> Array:
     """``[B, T]``: the user's shrunk mean deviation from ``mu`` over the ratings of the inputs up
     to and including step t (since the row's last reset): ``sum (r - mu) / (n + 5)``.
@@ -229,11 +249,11 @@ def user_rating_offset(params: Params, batch: Batch) -> Array:
     The item sequence alone cannot tell a generous rater from a harsh one; this is the
     user-bias term of biased MF, computed causally from ratings the user has already given.
     """
-    mu = jax.lax.stop_gradient(params["rating"]["mu"])
-    if "rating_in" not in batch:  # a batch without input ratings: no evidence, offset 0
-        return jnp.zeros(batch["mask"].shape, mu.dtype)
-    ok_BxT = (batch["rating_in_ok"] & batch["mask"]).astype(mu.dtype)
-    dev_BxT = jnp.where(ok_BxT > 0, batch["rating_in"] - mu, 0.0)
+    dev_BxT = rating_deviation(params, batch)
+    if "rating_in" not in batch:
+        ok_BxT = jnp.zeros_like(dev_BxT)
+    else:
+        ok_BxT = (batch["rating_in_ok"] & batch["mask"]).astype(dev_BxT.dtype)
     both = jnp.stack([dev_BxT, ok_BxT], axis=-1)
     # Running sums restarted at the latest reset, as in `cells.static_interest`.
     csum = jnp.cumsum(both, axis=1)

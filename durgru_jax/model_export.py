@@ -14,8 +14,10 @@ with `jax.export`, for programs that have jax and numpy but not this package.
 
 ``inputs`` is a dict of ``[B, max_len]`` arrays, the features `dataset.eval_examples` builds
 (`Recommender.model_inputs` gives them for raw events): ``items`` (internal ids, 0 =
-padding), ``mask``, ``reset``, ``in_ctx``, ``tr_ctx``, ``dur``, ``dur_ok``, ``dur_mean``,
-``dur_std``, ``dur_user_ok``. ``docs/export_loader.py`` loads and calls it.
+padding), ``mask``, ``reset``, ``in_ctx``, ``tr_ctx``, ``dur``, ``dur_ok``, ``rating_in``,
+``rating_in_ok`` (the event's rating, read by ``model.rating_input``; zeros and false where the
+events carry none), ``dur_mean``, ``dur_std``, ``dur_user_ok``. ``docs/export_loader.py``
+loads and calls it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ _DTYPES = {
     "tr_ctx": np.int32,
     "dur": np.float32,
     "dur_ok": np.bool_,
+    "rating_in": np.float32,
+    "rating_in_ok": np.bool_,
     "dur_mean": np.float32,
     "dur_std": np.float32,
     "dur_user_ok": np.bool_,

@@ -39,7 +39,7 @@ from durgru_jax.duration import fit_user_stats
 
 _NEVER = 1 << 62  # min_user_events that no user reaches: every event stays "training"
 # The example arrays the encoders read (`model.encode`, `attention.encode`), [users, max_len].
-MODEL_INPUTS = ds.FIELDS[:7] + ds.USER_FIELDS
+MODEL_INPUTS = ds.FIELDS + ds.USER_FIELDS  # ratings too: `model.rating_input` reads them
 # Per-event arrays of `dataset.Prepared` (sliced by `from_prepared`, spread by `with_targets`).
 _EVENT_FIELDS = (
     "user",

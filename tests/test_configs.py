@@ -11,6 +11,7 @@ import pytest
 from durgru_jax import sweep
 from durgru_jax.base_config import (
     RECOMMENDED_MODEL,
+    RECOMMENDED_RATINGS,
     RECOMMENDED_REPEATS,
     apply_override,
     config_diff,
@@ -283,8 +284,12 @@ def test_dataset_configs_default_to_the_recommended_model_and_paper_gives_the_ag
         rec, paper = load_config(spec), load_config(_paper_spec(spec))
         # the two differ in the recommended model's settings only; on the Taobao log (users
         # come back to items) with the repeat-aware output
-        repeats = name in REPEAT_LOGS
-        want = {**RECOMMENDED_MODEL, **(RECOMMENDED_REPEATS if repeats else {})}
+        repeats, ratings = name in REPEAT_LOGS, paper.loss.rating_weight > 0
+        want = {
+            **RECOMMENDED_MODEL,
+            **(RECOMMENDED_REPEATS if repeats else {}),
+            **(RECOMMENDED_RATINGS if ratings else {}),  # where the rating head is trained
+        }
         assert config_diff(rec, paper) == {
             k: v for k, v in want.items() if _value(paper, k) != v
         }, spec
@@ -329,6 +334,13 @@ def test_paper_table_sweeps_keep_the_paper_runs_and_add_the_recommended_one():
     assert ranking.method_overrides("ml1m", "agru") == {}  # the table's reference: the paper's
     assert load_config(f"{CONFIGS}/ranking.py:ml1m").model.cell == "agru"
     assert load_config(f"{CONFIGS}/rating.py:ml1m").model.cell == "agru"
+    # the rating table's recommended model is the rating protocol's default model
+    rating_rec = load_config(f"{CONFIGS}/rating.py:ml1m,rec")
+    default = load_config(f"{CONFIGS}/ml1m.py:rating")
+    for key in {**RECOMMENDED_MODEL, **RECOMMENDED_RATINGS}:
+        assert _value(rating_rec, key) == _value(default, key), key
+    assert rating_rec.model.rating_input  # and not where no rating head is trained:
+    assert not load_config(f"{CONFIGS}/ml1m.py").model.rating_input
 
 
 def test_config_diff_lists_the_fields_that_differ():

@@ -18,7 +18,7 @@ from durgru_jax.loss import (
     sample_negatives,
     sampled_softmax_loss,
 )
-from durgru_jax.model import encode, init_params, score_factors, user_vector
+from durgru_jax.model import encode, init_params, rating_deviation, score_factors, user_vector
 
 N_ITEMS, CI, CT = 30, 2, 3
 
@@ -531,3 +531,64 @@ def test_gap_input_is_causal():
 def test_gap_input_needs_the_gru():
     with pytest.raises(ConfigError, match="gap_input=True needs config.model.cell='gru'"):
         _cfg("agru", "input", gap_input=True)
+
+
+# --------------------------------------------------------------------------- rating input
+
+
+def _rating_case(seed: int = 0):
+    """A GRU with the rating head and ``rating_input``, non-zero ``w_rating``, and a batch of
+    ratings (one in five missing)."""
+    cfg = _cfg("gru", "gate", rating_head=True, rating_input=True)
+    params = _np(_params(cfg))
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=params["cell"]["w_rating"].shape).astype(np.float32)
+    params["cell"]["w_rating"] = w
+    params["rating"]["mu"] = np.float32(3.5)
+    batch = _batch(B, T, seed=7, lengths=[T, T - 2, 3, T])
+    batch["rating_in"] = rng.integers(1, 6, size=(B, T)).astype(np.float32)
+    batch["rating_in_ok"] = rng.random((B, T)) < 0.8
+    return cfg, params, batch
+
+
+def test_rating_input_adds_the_item_scaled_by_its_rating_deviation():
+    cfg, params, batch = _rating_case()
+    dev = np.where(batch["rating_in_ok"] & batch["mask"], batch["rating_in"] - 3.5, 0.0)
+    np.testing.assert_allclose(rating_deviation(params, batch), dev)
+    cell = params["cell"]
+    x = params["item_emb"][batch["items"]]
+    alpha = np.full((B, T), 0.7, np.float32)
+    plain = {k: v for k, v in cell.items() if k != "w_rating"}
+    got = cells.gru_inputs(cell, x, alpha, "gate", None, dev)
+    want = cells.gru_inputs(plain, x, alpha, "gate") + (dev[..., None] * x) @ cell["w_rating"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no ratings"):
+        cells.gru_inputs(cell, x, alpha, "gate")
+    # Without ratings in the batch (a user's events without a rating column): deviation 0.
+    no_ratings = {k: v for k, v in batch.items() if not k.startswith("rating_in")}
+    assert not np.asarray(rating_deviation(params, no_ratings)).any()
+    # It starts as the plain GRU with the head: w_rating is zero, the other draws unchanged.
+    fresh = _np(_params(cfg))
+    assert not fresh["cell"]["w_rating"].any()
+    del fresh["cell"]["w_rating"]
+    off = _np(_params(_cfg("gru", "gate", rating_head=True)))
+    jax.tree.map(np.testing.assert_array_equal, fresh, off)
+
+
+def test_rating_input_is_causal():
+    cfg, params, batch = _rating_case(seed=1)
+    batch["rating_in_ok"] = batch["mask"].copy()
+    hs, _ = _encode(params, cfg, batch)
+    for pos in range(3):  # the shortest row has 3 events
+        moved = batch["rating_in"].copy()
+        moved[:, pos] = np.where(moved[:, pos] > 3, 1.0, 5.0)  # another rating at pos only
+        hs_m, _ = _encode(params, cfg, dict(batch, rating_in=moved))
+        np.testing.assert_array_equal(hs_m[:, :pos], hs[:, :pos])  # earlier steps: unchanged
+        assert np.all(np.abs(np.asarray(hs_m[:, pos]) - np.asarray(hs[:, pos])).max(-1) > 1e-5)
+
+
+def test_rating_input_needs_the_gru_and_the_rating_head():
+    with pytest.raises(ConfigError, match="rating_input=True needs config.model.cell='gru'"):
+        _cfg("agru", "input", rating_input=True)
+    with pytest.raises(ConfigError, match="rating_weight > 0"):
+        _params(_cfg("gru", "gate", rating_input=True))
