@@ -14,7 +14,12 @@ import pytest
 
 from durgru_jax import report
 from durgru_jax import train as train_lib
-from durgru_jax.base_config import RECOMMENDED_MODEL, config_module, load_config
+from durgru_jax.base_config import (
+    RECOMMENDED_MODEL,
+    RECOMMENDED_RATINGS,
+    config_module,
+    load_config,
+)
 from durgru_jax.sweep import expand, run_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -267,9 +272,12 @@ def test_section43_sweep_declares_learning_rates_then_hidden_sizes():
 def test_rating_sweep_mixes_the_recurrent_models_and_mf_on_one_split():
     rating = _config_module("rating")
     runs = expand(lambda add: rating.sweep(add, "ml1m"))
-    assert len(runs) == 12 and runs[0] == {"seed": 0}  # the aGRU first: the report's reference
+    assert len(runs) == 15 and runs[0] == {"seed": 0}  # the aGRU first: the report's reference
     assert sum(r == {"model.cell": "gru", "seed": r["seed"]} for r in runs) == 3
-    assert sum(r == {**RECOMMENDED_MODEL, "seed": r["seed"]} for r in runs) == 3
+    rec = {**RECOMMENDED_MODEL, **RECOMMENDED_RATINGS}  # reading the ratings, and without:
+    assert sum(r == {**rec, "seed": r["seed"]} for r in runs) == 3
+    items_only = {**RECOMMENDED_MODEL, "model.rating_input": False}
+    assert sum(r == {**items_only, "seed": r["seed"]} for r in runs) == 3
     assert sum(r.get("baseline.name") == "mf" and r["task"] == "baseline" for r in runs) == 3
     base, mf = rating.get_config("ml1m"), rating.get_config("ml1m,mf")
     assert base.task == "" and base.loss.rating_weight > 0 and base.data.split == "random"
