@@ -231,15 +231,20 @@ def user_vector(params: Params, cfg: ModelConfig, h: Array) -> Array:
 _RATING_SHRINK = 5.0
 
 
+def _rated(batch: Batch) -> Array:
+    """``[B, T]`` bool: the input event is real and carries a rating (none in a batch without
+    input ratings: no evidence)."""
+    if "rating_in" not in batch:
+        return jnp.zeros(batch["mask"].shape, bool)
+    return batch["rating_in_ok"] & batch["mask"]
+
+
 def rating_deviation(params: Params, batch: Batch) -> Array:
     """``[B, T]``: each input event's rating minus the rating head's ``mu`` (0 where the event
     has no rating, is padding, or the batch carries no ratings). ``mu`` is held fixed here, so
     the inputs that read it do not pull the head's mean."""
     mu = jax.lax.stop_gradient(params["rating"]["mu"])
-    if "rating_in" not in batch:  # a batch without input ratings: no evidence
-        return jnp.zeros(batch["mask"].shape, mu.dtype)
-    ok_BxT = batch["rating_in_ok"] & batch["mask"]
-    return jnp.where(ok_BxT, batch["rating_in"] - mu, 0.0).astype(mu.dtype)
+    return jnp.where(_rated(batch), batch.get("rating_in", 0.0) - mu, 0.0).astype(mu.dtype)
 
 
 def user_rating_offset(params: Params, batch: Batch) -> Array:
@@ -250,10 +255,7 @@ def user_rating_offset(params: Params, batch: Batch) -> Array:
     user-bias term of biased MF, computed causally from ratings the user has already given.
     """
     dev_BxT = rating_deviation(params, batch)
-    if "rating_in" not in batch:
-        ok_BxT = jnp.zeros_like(dev_BxT)
-    else:
-        ok_BxT = (batch["rating_in_ok"] & batch["mask"]).astype(dev_BxT.dtype)
+    ok_BxT = _rated(batch).astype(dev_BxT.dtype)
     both = jnp.stack([dev_BxT, ok_BxT], axis=-1)
     # Running sums restarted at the latest reset, as in `cells.static_interest`.
     csum = jnp.cumsum(both, axis=1)

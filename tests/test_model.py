@@ -19,6 +19,7 @@ from durgru_jax.loss import (
     sampled_softmax_loss,
 )
 from durgru_jax.model import encode, init_params, rating_deviation, score_factors, user_vector
+from durgru_jax.recommend_inputs import MODEL_INPUTS
 
 N_ITEMS, CI, CT = 30, 2, 3
 
@@ -515,17 +516,24 @@ def test_gap_input_adds_the_row_of_the_events_gap_bucket(mode):
         np.testing.assert_allclose(hs[row, 0], z * np.tanh(xp[10:]), rtol=1e-5, atol=1e-6)
 
 
+def _assert_input_is_causal(params, cfg, batch, field, other, positions, tol):
+    """Another value of ``batch[field]`` at one event (``other`` of the old ones) leaves every
+    earlier step's output as it was and changes that event's step in every row."""
+    hs, _ = _encode(params, cfg, batch)
+    for pos in positions:
+        moved = batch[field].copy()
+        moved[:, pos] = other(moved[:, pos])
+        hs_m, _ = _encode(params, cfg, dict(batch, **{field: moved}))
+        np.testing.assert_array_equal(hs_m[:, :pos], hs[:, :pos])  # earlier steps: unchanged
+        assert np.all(np.abs(np.asarray(hs_m[:, pos]) - np.asarray(hs[:, pos])).max(-1) > tol)
+
+
 def test_gap_input_is_causal():
     cfg = _cfg("gru", "gate", gap_input=True)
     params = _gap_params(cfg, seed=1)
     batch = _batch(B, T, seed=6, lengths=[T] * B)
-    hs, _ = _encode(params, cfg, batch)
-    for pos in range(T):
-        moved = batch["tr_ctx"].copy()
-        moved[:, pos] = (moved[:, pos] + 1) % CT  # another gap bucket for event pos only
-        hs_m, _ = _encode(params, cfg, dict(batch, tr_ctx=moved))
-        np.testing.assert_array_equal(hs_m[:, :pos], hs[:, :pos])  # earlier steps: unchanged
-        assert np.all(np.abs(np.asarray(hs_m[:, pos]) - np.asarray(hs[:, pos])).max(-1) > 1e-4)
+    another_bucket = lambda c: (c + 1) % CT  # noqa: E731
+    _assert_input_is_causal(params, cfg, batch, "tr_ctx", another_bucket, range(T), 1e-4)
 
 
 def test_gap_input_needs_the_gru():
@@ -578,13 +586,18 @@ def test_rating_input_adds_the_item_scaled_by_its_rating_deviation():
 def test_rating_input_is_causal():
     cfg, params, batch = _rating_case(seed=1)
     batch["rating_in_ok"] = batch["mask"].copy()
-    hs, _ = _encode(params, cfg, batch)
-    for pos in range(3):  # the shortest row has 3 events
-        moved = batch["rating_in"].copy()
-        moved[:, pos] = np.where(moved[:, pos] > 3, 1.0, 5.0)  # another rating at pos only
-        hs_m, _ = _encode(params, cfg, dict(batch, rating_in=moved))
-        np.testing.assert_array_equal(hs_m[:, :pos], hs[:, :pos])  # earlier steps: unchanged
-        assert np.all(np.abs(np.asarray(hs_m[:, pos]) - np.asarray(hs[:, pos])).max(-1) > 1e-5)
+    another_rating = lambda r: np.where(r > 3, 1.0, 5.0)  # noqa: E731
+    # the shortest row has 3 events
+    _assert_input_is_causal(params, cfg, batch, "rating_in", another_rating, range(3), 1e-5)
+
+
+def test_the_served_inputs_carry_what_the_rating_input_reads():
+    # Recommend, export and explain feed the encoder `MODEL_INPUTS` only: a model reading the
+    # ratings must see them there, or it would score without them.
+    cfg, params, batch = _rating_case(seed=2)
+    served = {k: batch[k] for k in MODEL_INPUTS if k in batch}
+    assert {"rating_in", "rating_in_ok"} <= set(served)
+    np.testing.assert_array_equal(_encode(params, cfg, served)[0], _encode(params, cfg, batch)[0])
 
 
 def test_rating_input_needs_the_gru_and_the_rating_head():
