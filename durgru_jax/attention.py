@@ -75,6 +75,21 @@ def segment_layout(mask_BxT: Array, reset_BxT: Array) -> tuple[Array, Array, Arr
     return allowed, pos_BxT, src_BxT
 
 
+def allowed_steps(batch: dict[str, Array]) -> Array:
+    """``[B, T, T]``: step t may use step s (s <= t, s a real event of t's segment)."""
+    mask = batch["mask"]
+    allowed, _, _ = segment_layout(mask, batch["reset"])
+    return allowed & mask[:, None, :]
+
+
+def allowed_at_last(batch: dict[str, Array]) -> Array:
+    """``[B, T]``: the steps that each row's last real step may use (`allowed_steps`); none
+    in a row without events."""
+    last = layers.last_step(batch["mask"])
+    rows = jnp.arange(last.shape[0])
+    return allowed_steps(batch)[rows, jnp.maximum(last, 0)] & (last >= 0)[:, None]
+
+
 def _carry_over_padding(h_BxTxH: Array, mask_BxT: Array, src_BxT: Array) -> Array:
     """Valid steps keep their output; a padded step takes ``h[src]`` (zeros if ``src < 0``)."""
     copied = jnp.take_along_axis(h_BxTxH, jnp.maximum(src_BxT, 0)[..., None], axis=1)

@@ -118,33 +118,43 @@ RECOMMENDED_REPEATS = types.MappingProxyType({"model.repeat_head": True})
 # also enters scaled by the user's rating of it (ML-1M sample, validation RMSE:
 # docs/model_and_protocol.md, "The recommended model")
 RECOMMENDED_RATINGS = types.MappingProxyType({"model.rating_input": True})
+# Added to it on logs where users do not come back to items but seen items stay rankable
+# (MovieLens under GRU4Rec's protocol: each movie is rated once), where it wins on validation
+# (ML-1M sample: docs/model_and_protocol.md, "The recommended model"): one learned score offset
+# for the window's items (`durgru_jax.seen`). Where the history is excluded it could not change
+# a ranking.
+RECOMMENDED_SEEN = types.MappingProxyType({"model.seen_bias": True})
 
 
 def recommended_model(
-    config: ml_collections.ConfigDict, repeats: bool = False
+    config: ml_collections.ConfigDict, repeats: bool = False, seen: bool = False
 ) -> ml_collections.ConfigDict:
     """Sets `RECOMMENDED_MODEL` in ``config`` (in place; returns it), with ``repeats`` also
-    `RECOMMENDED_REPEATS`, and `RECOMMENDED_RATINGS` if the config trains the rating head. The
-    dataset settings (data, protocol, sizes, learning rate, ``duration_delay``) are left as
-    they are."""
+    `RECOMMENDED_REPEATS`, with ``seen`` `RECOMMENDED_SEEN`, and `RECOMMENDED_RATINGS` if the
+    config trains the rating head. The dataset settings (data, protocol, sizes, learning rate,
+    ``duration_delay``) are left as they are."""
     ratings = config.loss.rating_weight > 0
     overrides = {
         **RECOMMENDED_MODEL,
         **(RECOMMENDED_REPEATS if repeats else {}),
         **(RECOMMENDED_RATINGS if ratings else {}),
+        **(RECOMMENDED_SEEN if seen else {}),
     }
     return set_overrides(config, overrides)
 
 
 def use_model(
-    config: ml_collections.ConfigDict, model: str, repeats: bool = False
+    config: ml_collections.ConfigDict, model: str, repeats: bool = False, seen: bool = False
 ) -> ml_collections.ConfigDict:
     """``config`` with the model of the slot ``model`` (one of `MODELS`): "recommended" sets
-    `RECOMMENDED_MODEL` (and with ``repeats`` `RECOMMENDED_REPEATS`: a log where users come back
-    to items), "paper" keeps paper 000's aGRU (in place; returns ``config``)."""
+    `RECOMMENDED_MODEL` (with ``repeats`` `RECOMMENDED_REPEATS`: a log where users come back to
+    items; with ``seen`` `RECOMMENDED_SEEN`: a log where they do not, ranked with seen items),
+    "paper" keeps paper 000's aGRU (in place; returns ``config``)."""
     if model not in MODELS:
         raise ValueError(f"model {model!r} is not one of {list(MODELS)}")
-    return recommended_model(config, repeats) if model == "recommended" else config
+    if model == "paper":
+        return config
+    return recommended_model(config, repeats, seen)
 
 
 def get_session_config() -> ml_collections.ConfigDict:
@@ -215,7 +225,8 @@ def get_movielens_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.random_valid_ratio = 0.09
         c.loss.rating_weight = 1.0
         c.train.select_metric = "valid/rmse"  # minimised
-    return use_model(c, v["model"])
+    # GRU4Rec's protocol ranks the rated movies too, which no user rates again
+    return use_model(c, v["model"], seen=variant == "gru4rec")
 
 
 def shared_sample(relative: str) -> str:

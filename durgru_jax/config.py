@@ -92,6 +92,9 @@ class ModelConfig:
     # RepeatNet-style output (durgru_jax/repeat.py): a learned mixture of re-consuming an item
     # of the input window and exploring the catalogue (needs loss.target="full")
     repeat_head: bool = False
+    # one learned score offset for the items of the input window (durgru_jax/seen.py): users
+    # who do not come back to items (b < 0) or do (b > 0); needs loss.target="full"
+    seen_bias: bool = False
 
     def __post_init__(self):
         _choice("model.cell", self.cell, CELLS + ATTENTION_CELLS)
@@ -327,6 +330,13 @@ class RunConfig:
             raise ConfigError(
                 "config.model.repeat_head=True needs config.loss.target='full' (its mixture "
                 f"likelihood uses the full softmax's log-normaliser); got {self.loss.target!r}"
+            )
+        if m.seen_bias and (m.repeat_head or self.loss.target != "full" or self.train.bptt):
+            raise ConfigError(
+                "config.model.seen_bias=True needs config.loss.target='full', no repeat head "
+                "(whose mixture already scores the window's items) and config.train.bptt=0 (a "
+                f"chunk's window is not the user's); got target={self.loss.target!r}, "
+                f"repeat_head={m.repeat_head}, bptt={self.train.bptt}"
             )
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from durgru_jax import loss as loss_lib
 from durgru_jax import model as model_lib
-from durgru_jax import parallel, repeat
+from durgru_jax import parallel, repeat, seen
 from durgru_jax.config import EvalConfig, ModelConfig, RunConfig
 from durgru_jax.data import dataset as ds
 from durgru_jax.metrics import (
@@ -244,30 +244,35 @@ def _eval_forward(params, cfg: ModelConfig, batch):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def _repeat_forward(params, cfg: ModelConfig, batch):
-    """`_eval_forward` and the repeat head's ``(offset, items, scores)`` of `Factors`: the
-    logits' log-normaliser first, then the window's ``log p(i)``."""
+def _sparse_forward(params, cfg: ModelConfig, batch):
+    """`_eval_forward` and the ``(offset, items, scores)`` of `Factors` that score the window's
+    items: the repeat head's ``log p(i)`` (the logits' log-normaliser first), or the seen-item
+    offset's ``l_i + b`` (`durgru_jax.seen`)."""
     u, rating, h_last = _user_side(params, cfg, batch)
     v, c = model_lib.score_factors(params, cfg)
-    log_z = loss_lib.log_partition(u, v, c)
     items = batch["items"]
     l_window = jnp.einsum("bd,dbt->bt", u, v[:, items]) + c[items]
+    if cfg.seen_bias:
+        return u, rating, *seen.eval_scores(params, batch, l_window)
+    log_z = loss_lib.log_partition(u, v, c)
     return u, rating, *repeat.eval_scores(params, batch, h_last, l_window, log_z)
 
 
 def model_scorer(params, rc: RunConfig) -> Scorer:
     """The recurrent or attention model of ``params``: ``u`` its user vector after the last
     input, ``v, c`` the item factors of eq. (12) (`model.score_factors`); with
-    ``model.repeat_head``, the scores are the mixture's ``log p(i)`` (`repeat.eval_scores`).
+    ``model.repeat_head``, the scores are the mixture's ``log p(i)`` (`repeat.eval_scores`);
+    with ``model.seen_bias`` the window's items score ``l_i + b`` (`seen.eval_scores`).
 
-    With ``eval.exclude_history`` the repeat head cannot change a ranking: the window's items
-    are in the excluded history, and the other items' ``log p(i)`` is their logit plus a
-    per-row constant. It matters where seen items stay rankable (``exclude_history=false``).
+    With ``eval.exclude_history`` neither can change a ranking: the window's items are in the
+    excluded history, and the other items' score is their logit plus a per-row constant. They
+    matter where seen items stay rankable (``exclude_history=false``).
     """
     params = parallel.local_params(params, rc.model.n_items + 1)  # params of a mesh: gathered
     v, c = model_lib.score_factors(params, rc.model)
 
-    forward = _repeat_forward if rc.model.repeat_head else _eval_forward
+    sparse = rc.model.repeat_head or rc.model.seen_bias
+    forward = _sparse_forward if sparse else _eval_forward
 
     def factors(rows, batch):
         u, rating, *sparse = forward(params, rc.model, batch)

@@ -8,7 +8,8 @@ averaged over the valid steps.
 ``L_target`` is the next-item loss over the scores of eq. (12): the full softmax
 cross-entropy over the catalogue (`full_softmax_loss`, fused with its gradient in
 `full_softmax_loss_sum`; with ``model.repeat_head`` the NLL of the repeat-aware mixture,
-`mixture_softmax_loss_sum` and `durgru_jax.repeat`), a sampled softmax with log-Q correction
+`mixture_softmax_loss_sum` and `durgru_jax.repeat`; with ``model.seen_bias`` the seen items'
+offset, `seen_softmax_loss_sum` and `durgru_jax.seen`), a sampled softmax with log-Q correction
 (`sampled_softmax_loss`) or GRU4Rec's BPR-max (`bpr_max_loss`); the sampled ones draw
 negatives uniformly or from the item popularity raised to ``sample_alpha`` (`_draw`).
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from durgru_jax import repeat
+from durgru_jax import repeat, seen
 from durgru_jax.config import ConfigError, LossConfig, ModelConfig
 from durgru_jax.model import (
     Batch,
@@ -108,6 +109,22 @@ def mixture_softmax_loss_sum(
     return _mixture_sum(u_MxD, v_DxN, c_N, target_M, w_M, log_explore_M, log_repeat_M)
 
 
+def seen_softmax_loss_sum(
+    u_MxD: Array,
+    v_DxN: Array,
+    c_N: Array,
+    target_M: Array,
+    w_M: Array,
+    ids_MxL: Array,
+    b: Array,
+) -> Array:
+    """``sum_m w_m CE_m`` with the seen-item offset (`durgru_jax.seen`): row m's items
+    ``ids_MxL[m]`` (0: none; each at most once) score ``l_i + b``, the others ``l_i``, in the
+    logits and in the target's. The same single chunked pass as `full_softmax_loss_sum`;
+    ``b`` gets the logits' gradient summed over the seen items."""
+    return _seen_sum(u_MxD, v_DxN, c_N, target_M, w_M, ids_MxL, b)
+
+
 def log_partition(u_MxD: Array, v_DxN: Array, c_N: Array) -> Array:
     """``logZ [M]``: the log-sum-exp of the scores ``u . v + c`` of eq. (12) over items
     ``1..N-1`` (the normaliser of the full softmax), in the row chunks of
@@ -132,9 +149,13 @@ def _row_chunks(m: int, n: int) -> tuple[int, int, int]:
     return rows, k, k * rows - m
 
 
-def _chunk_logits(u_c: Array, v_DxN: Array, c_N: Array):
-    """A chunk's ``(logits, e, s, lse)``: ``e = exp(logits - max)``, ``s = sum(e)``."""
+def _chunk_logits(u_c: Array, v_DxN: Array, c_N: Array, seen=None):
+    """A chunk's ``(logits, e, s, lse)``: ``e = exp(logits - max)``, ``s = sum(e)``; with
+    ``seen = (ids_c, b)`` each row's seen items (`durgru_jax.seen`) get ``+ b``."""
     logits = u_c @ v_DxN + c_N
+    if seen is not None:  # id 0 (none) has logit -inf, which stays -inf
+        ids_c, b = seen
+        logits = logits.at[jnp.arange(len(ids_c))[:, None], ids_c].add(b)
     # One exp per logit, reused by the gradient (logsumexp + softmax would take two).
     mx = jnp.max(logits, axis=1, keepdims=True)
     e = jnp.exp(logits - mx)
@@ -142,9 +163,10 @@ def _chunk_logits(u_c: Array, v_DxN: Array, c_N: Array):
     return logits, e, s, mx[:, 0] + jnp.log(s)
 
 
-def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool, mix=()):
-    """The chunked pass of `full_softmax_loss_sum` (``mix = ()``) and of
-    `mixture_softmax_loss_sum` (``mix = (log_explore_M, log_repeat_M)``)."""
+def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool, mix=(), seen=None):
+    """The chunked pass of `full_softmax_loss_sum` (``mix = ()``), of
+    `mixture_softmax_loss_sum` (``mix = (log_explore_M, log_repeat_M)``) and of
+    `seen_softmax_loss_sum` (``seen = (ids_MxL, b)``)."""
     m, d = u_MxD.shape
     n = v_DxN.shape[1]
     rows, k, pad = _row_chunks(m, n)
@@ -152,13 +174,16 @@ def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool, mix=()):
     tgt = jnp.pad(target_M, (0, pad)).reshape(k, rows)
     w = jnp.pad(w_M, (0, pad)).reshape(k, rows)
     mix = tuple(jnp.pad(x, (0, pad)).reshape(k, rows) for x in mix)
+    ids, b = (None, None) if seen is None else seen
+    if ids is not None:
+        ids = jnp.pad(ids, ((0, pad), (0, 0))).reshape(k, rows, -1)
     v_NxD = v_DxN.T
     c_N = c_N.at[0].set(-jnp.inf)  # id 0 (padding) is never a candidate
     row = jnp.arange(rows)
 
     def body(carry, xs):
-        u_c, t_c, w_c, *mix_c = xs
-        logits, e, s, lse = _chunk_logits(u_c, v_DxN, c_N)
+        u_c, t_c, w_c, mix_c, ids_c = xs
+        logits, e, s, lse = _chunk_logits(u_c, v_DxN, c_N, None if b is None else (ids_c, b))
         tl = logits[row, t_c]
         if mix_c:
             per, g_w = _mixture_rows(lse - tl, w_c, *mix_c)
@@ -167,21 +192,24 @@ def _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad: bool, mix=()):
         total = carry[0] + jnp.sum(jnp.where(w_c != 0, w_c * per, 0.0))
         if not with_grad:
             return (total,), None
-        _, dv, dc = carry
+        _, dv, dc, db = carry
         g = (e * (g_w / s)[:, None]).at[row, t_c].add(-g_w)
+        if ids_c is not None:  # d/db: the logits' gradient summed over the seen items
+            db = db + jnp.sum(jnp.where(ids_c > 0, g[row[:, None], ids_c], 0.0))
         g_u = g.astype(u_c.dtype)
         dv = dv + (u_c.T @ g_u).astype(dv.dtype)
         dc = dc + jnp.sum(g, axis=0).astype(dc.dtype)
         ys = g_u @ v_NxD
         if mix_c:  # d/d log_explore = -w r, d/d log_repeat = -w (1 - r)
             ys = (ys, -g_w, g_w - w_c)
-        return (total, dv, dc), ys
+        return (total, dv, dc, db), ys
 
     dt = jnp.result_type(u_MxD.dtype, c_N.dtype, jnp.float32)
     init = (jnp.zeros((), dt),)
     if with_grad:
         init += (jnp.zeros((d, n), jnp.float32), jnp.zeros((n,), jnp.float32))
-    carry, ys = jax.lax.scan(body, init, (u, tgt, w) + mix)
+        init += (jnp.zeros((), jnp.float32),)
+    carry, ys = jax.lax.scan(body, init, (u, tgt, w, mix, ids))
     if ys is None:
         return carry, None
     if not mix:
@@ -207,7 +235,7 @@ def _softmax_sum(u_MxD, v_DxN, c_N, target_M, w_M):
 
 
 def _softmax_sum_fwd(u_MxD, v_DxN, c_N, target_M, w_M):
-    (total, dv, dc), du = _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad=True)
+    (total, dv, dc, _), du = _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, with_grad=True)
     return total, (du, dv.astype(v_DxN.dtype), dc.astype(c_N.dtype))
 
 
@@ -233,7 +261,7 @@ def _mixture_sum(u_MxD, v_DxN, c_N, target_M, w_M, log_explore_M, log_repeat_M):
 
 def _mixture_sum_fwd(u_MxD, v_DxN, c_N, target_M, w_M, log_explore_M, log_repeat_M):
     mix = (log_explore_M, log_repeat_M)
-    (total, dv, dc), (du, de, dr) = _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, True, mix)
+    (total, dv, dc, _), (du, de, dr) = _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, True, mix)
     res = (du, dv.astype(v_DxN.dtype), dc.astype(c_N.dtype))
     return total, res + (de.astype(log_explore_M.dtype), dr.astype(log_repeat_M.dtype))
 
@@ -244,6 +272,25 @@ def _mixture_sum_bwd(res, g):
 
 
 _mixture_sum.defvjp(_mixture_sum_fwd, _mixture_sum_bwd)
+
+
+@jax.custom_vjp
+def _seen_sum(u_MxD, v_DxN, c_N, target_M, w_M, ids_MxL, b):
+    return _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, False, seen=(ids_MxL, b))[0][0]
+
+
+def _seen_sum_fwd(u_MxD, v_DxN, c_N, target_M, w_M, ids_MxL, b):
+    seen = (ids_MxL, b)
+    (total, dv, dc, db), du = _softmax_chunks(u_MxD, v_DxN, c_N, target_M, w_M, True, seen=seen)
+    return total, (du, dv.astype(v_DxN.dtype), dc.astype(c_N.dtype), db.astype(b.dtype))
+
+
+def _seen_sum_bwd(res, g):
+    du, dv, dc, db = (((g * x).astype(x.dtype)) for x in res)
+    return du, dv, dc, None, None, None, db  # the targets, weights and ids get none
+
+
+_seen_sum.defvjp(_seen_sum_fwd, _seen_sum_bwd)
 
 
 # Above this many S x N Gumbel draws, `_draw` inverts the CDF instead (the Gumbel trick of
@@ -416,11 +463,12 @@ def carried_losses(
     With ``h0_BxH`` the sampled negatives are drawn by inverting the CDF (`_draw`): truncated
     BPTT draws once per chunk, up to T times per batch, and S x N Gumbel numbers per draw
     (7.4M for 2,048 draws from ML-1M's items) would cost more than the update itself."""
-    if cfg.repeat_head and loss_cfg.target != "full":
-        raise ConfigError(
-            "config.model.repeat_head=True needs config.loss.target='full' "
-            f"(got {loss_cfg.target!r})"
-        )
+    for name in ("repeat_head", "seen_bias"):
+        if getattr(cfg, name) and loss_cfg.target != "full":
+            raise ConfigError(
+                f"config.model.{name}=True needs config.loss.target='full' "
+                f"(got {loss_cfg.target!r})"
+            )
     k_drop, k_aux, k_samp = jax.random.split(key, 3)
     hs, h_last = encode(params, cfg, batch, k_drop if train else None, h0_BxH)
     target = batch["targets"]
@@ -435,6 +483,12 @@ def carried_losses(
         mix = (log_explore.reshape(-1), log_repeat.reshape(-1))
         target_loss = mixture_softmax_loss_sum(
             u.reshape(b * t, -1), v, c, target.reshape(-1), w, *mix
+        )
+    elif loss_cfg.target == "full" and cfg.seen_bias:  # the offset of durgru_jax.seen
+        w = (valid / n_valid).astype(jnp.float32).reshape(-1)
+        ids, b_seen = seen.train_ids(batch), params["seen"]["b"]
+        target_loss = seen_softmax_loss_sum(
+            u.reshape(b * t, -1), v, c, target.reshape(-1), w, ids, b_seen
         )
     elif loss_cfg.target == "full":  # the weighted sum at once: see full_softmax_loss_sum
         w = (valid / n_valid).astype(jnp.float32).reshape(-1)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from durgru_jax import attention, cells, layers, repeat
+from durgru_jax import attention, cells, layers, repeat, seen
 from durgru_jax.config import ConfigError, ModelConfig
 from durgru_jax.duration import duration_factor
 from durgru_jax.layers import last_step as last_step  # `model.last_step`, for evaluation
@@ -43,7 +43,8 @@ class DurGRU(nnx.Module):
     matrices; ``out``: W_0 of eq. (12) (``w [H, N]`` and ``b [N]``, or with tied output a
     projection ``[H, E]`` onto the item embeddings); ``aux``: the auxiliary network of
     eq. (13), ``[H, E]``; ``rating``: the optional rating head; ``repeat``: the optional
-    repeat-aware output (`durgru_jax.repeat`).
+    repeat-aware output (`durgru_jax.repeat`); ``seen``: the optional seen-item offset
+    (`durgru_jax.seen`).
     """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -88,6 +89,8 @@ class DurGRU(nnx.Module):
             )
         if cfg.repeat_head:  # its own key: the parameters above stay those of the plain model
             self.repeat = _Group(repeat.init_params(rngs.params(), h, e))
+        if cfg.seen_bias:
+            self.seen = _Group(seen.init_params())
 
 
 def init_params(

@@ -4,7 +4,8 @@ with `jax.export`, for programs that have jax and numpy but not this package.
 ``DIR`` receives:
 
 * ``score.jax``: ``score(params, inputs) -> scores [B, n_items + 1]``, the logits of eq. (12)
-  (with ``model.repeat_head``, the repeat-aware mixture's ``log p``) for every catalogue
+  (with ``model.repeat_head``, the repeat-aware mixture's ``log p``; with ``model.seen_bias``,
+  the window's items offset) for every catalogue
   item (column 0, padding, is ``-inf``), exported with a symbolic batch size ``B``
   (`jax.export.symbolic_shape`, within `batch_bounds`) and the run's ``max_len`` time steps;
 * ``params.npz``: the parameters of ``ckpt/best``, one array per ``"group/name"`` key (the
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from durgru_jax import repeat
+from durgru_jax import repeat, seen
 from durgru_jax.config import ModelConfig
 from durgru_jax.evaluate import Factors, _user_side, dense_scores
 from durgru_jax.model import score_factors
@@ -75,8 +76,9 @@ def nested_params(flat: dict) -> dict:
 
 def scoring_function(cfg: ModelConfig):
     """``score(flat_params, inputs) -> [B, N]`` scores of every catalogue item: the
-    evaluator's model (`evaluate.model_scorer`: eq. (12)'s logits, or with ``repeat_head`` the
-    mixture's ``log p``) over the whole catalogue."""
+    evaluator's model (`evaluate.model_scorer`: eq. (12)'s logits, with ``repeat_head`` the
+    mixture's ``log p``, with ``seen_bias`` the window's items offset) over the whole
+    catalogue."""
 
     def score(flat, inputs):
         params = nested_params(flat)
@@ -84,10 +86,13 @@ def scoring_function(cfg: ModelConfig):
         u, _, h_last = _user_side(params, cfg, batch)
         v, c = score_factors(params, cfg)
         logits = u @ v + c
-        if cfg.repeat_head:  # `evaluate._repeat_forward`, normalised over the whole row
-            log_z = jax.nn.logsumexp(logits[:, 1:], axis=1)
+        if cfg.repeat_head or cfg.seen_bias:  # `evaluate._sparse_forward`
             l_window = jnp.take_along_axis(logits, batch["items"], axis=1)
-            sparse = repeat.eval_scores(params, batch, h_last, l_window, log_z)
+            if cfg.seen_bias:
+                sparse = seen.eval_scores(params, batch, l_window)
+            else:  # normalised over the whole row
+                log_z = jax.nn.logsumexp(logits[:, 1:], axis=1)
+                sparse = repeat.eval_scores(params, batch, h_last, l_window, log_z)
             logits = dense_scores(Factors(u, v, c, None, *sparse))
         return logits.at[:, 0].set(-jnp.inf)
 

@@ -106,13 +106,6 @@ def log_repeat_prob(
     return masked_logsumexp(log_att_BxQxT[:, :, None, :], hit)
 
 
-def allowed_steps(batch: dict[str, Array]) -> Array:
-    """``[B, T, T]``: step t may use step s (s <= t, s a real event of t's segment)."""
-    mask = batch["mask"]
-    allowed, _, _ = attention.segment_layout(mask, batch["reset"])
-    return allowed & mask[:, None, :]
-
-
 def train_terms(
     params: Params, batch: dict[str, Array], hs_BxTxH: Array, target_BxT: Array
 ) -> tuple[Array, Array]:
@@ -121,7 +114,7 @@ def train_terms(
     ``log p(target) = logaddexp(log(1 - w) + l_target - logZ, log w + log p_rep(target))``.
     """
     p, items = params["repeat"], batch["items"]
-    allowed = allowed_steps(batch)
+    allowed = attention.allowed_steps(batch)
     log_att = log_attention(p, params["item_emb"], items, hs_BxTxH, allowed)
     log_rep = log_repeat_prob(log_att, items, target_BxT[..., None], allowed)[..., 0]
     log_w, log_1mw = mode_log_weights(p, hs_BxTxH)
@@ -146,8 +139,7 @@ def eval_scores(
     event has no repeat candidate: ``p = p_exp`` there.
     """
     last = layers.last_step(batch["mask"])
-    rows = jnp.arange(last.shape[0])
-    allowed_BxT = allowed_steps(batch)[rows, jnp.maximum(last, 0)] & (last >= 0)[:, None]
+    allowed_BxT = attention.allowed_at_last(batch)
     items = batch["items"]
     p = params["repeat"]
     log_att = log_attention(p, params["item_emb"], items, h_last_BxH[:, None], allowed_BxT[:, None])

@@ -81,7 +81,8 @@ def runs(tmp_path_factory, make_tiny):
     """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use
     (the trained models behind the recommend and explain tests). Cell "recommended" is the
     recommended model (`base_config.RECOMMENDED_MODEL`: a GRU with gap rows) in that mode, cell
-    "repeat" that model with the repeat-aware output, evaluated with seen items rankable."""
+    "repeat" that model with the repeat-aware output and cell "seen" with the seen-item offset,
+    both evaluated with seen items rankable."""
     from durgru_jax.base_config import recommended_model
     from durgru_jax.train import train_and_evaluate
 
@@ -91,11 +92,12 @@ def runs(tmp_path_factory, make_tiny):
         if (cell, mode) not in made:
             c = make_tiny()
             c.train.epochs = 1
-            if cell in ("recommended", "repeat"):
+            if cell in ("recommended", "repeat", "seen"):
                 recommended_model(c)
-                if cell == "repeat":
-                    c.model.repeat_head = True
-                    c.eval.exclude_history = False  # where the head changes the ranking
+                if cell != "recommended":
+                    c.model.repeat_head = cell == "repeat"
+                    c.model.seen_bias = cell == "seen"
+                    c.eval.exclude_history = False  # where they change the ranking
             else:
                 c.model.cell = cell
             c.model.duration_mode = mode

@@ -13,6 +13,7 @@ from durgru_jax.base_config import (
     RECOMMENDED_MODEL,
     RECOMMENDED_RATINGS,
     RECOMMENDED_REPEATS,
+    RECOMMENDED_SEEN,
     apply_override,
     config_diff,
     config_module,
@@ -285,16 +286,19 @@ def test_dataset_configs_default_to_the_recommended_model_and_paper_gives_the_ag
         # the two differ in the recommended model's settings only; on the Taobao log (users
         # come back to items) with the repeat-aware output
         repeats, ratings = name in REPEAT_LOGS, paper.loss.rating_weight > 0
+        seen = variant.startswith("gru4rec")  # MovieLens ranked with the rated movies
         want = {
             **RECOMMENDED_MODEL,
             **(RECOMMENDED_REPEATS if repeats else {}),
             **(RECOMMENDED_RATINGS if ratings else {}),  # where the rating head is trained
+            **(RECOMMENDED_SEEN if seen else {}),
         }
         assert config_diff(rec, paper) == {
             k: v for k, v in want.items() if _value(paper, k) != v
         }, spec
         assert rec.model.repeat_head == repeats and not paper.model.repeat_head
-        again = use_model(load_config(_paper_spec(spec)), "recommended", repeats=repeats)
+        assert rec.model.seen_bias == seen and not paper.model.seen_bias
+        again = use_model(load_config(_paper_spec(spec)), "recommended", repeats, seen)
         assert config_diff(rec, again) == {}
         assert (rec.model.cell, rec.model.duration_mode, rec.loss.aux_weight) == ("gru", "gate", 0)
         model = ModelConfig()

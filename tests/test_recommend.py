@@ -355,7 +355,7 @@ def _in_process_scores(rec: Recommender, events: pd.DataFrame) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("cell,mode", [("agru", "input"), ("repeat", "gate")])
+@pytest.mark.parametrize("cell,mode", [("agru", "input"), ("repeat", "gate"), ("seen", "gate")])
 def test_exported_scores_equal_the_in_process_model(runs, tmp_path, cell, mode) -> None:
     workdir, config = runs(cell, mode)
     out = tmp_path / "exported"
