@@ -21,9 +21,9 @@ known item, in time order) an `Explanation` gives:
 * ``relevance`` (aGRU with ``model.relevance``): the relevance weight a_t of the context
   ``C_A = a_t C_S W_s`` (see `cells.agru_step`);
 * occlusion: ``attribution[e, j]`` is the score of ``items[j]`` (as `Recommender.recommend`
-  gives it: the logit of eq. (12), or with ``model.repeat_head`` the mixture's ``log p``)
-  for the history without event ``e`` minus the full history's (negative: the event supports
-  the item), and
+  gives it: the logit of eq. (12), with ``model.repeat_head`` the mixture's ``log p``, with
+  ``model.seen_bias`` plus the offset where the item is in the window) for the history
+  without event ``e`` minus the full history's (negative: the event supports the item), and
   ``rank_change[e, j]`` the item's rank without it minus the full history's (positive: the item
   falls). Each occluded history goes through the same input builder as the full one
   (`recommend_inputs.from_events`: an older event may enter the ``max_len`` window, time-gap
@@ -176,8 +176,8 @@ def _occluded_examples(rec, frame: pd.DataFrame, rows: np.ndarray, full: dict) -
 
 def _scores_and_ranks(rec, batch, items_K, seen_N):
     """Scores of ``items`` for every row (what `Recommender.recommend` returns: the logits of
-    eq. (12), or the repeat-aware mixture's ``log p``) and their rank among the unseen
-    catalogue items."""
+    eq. (12), the repeat-aware mixture's ``log p``, or the seen-item offset's) and their rank
+    among the unseen catalogue items."""
     f = Factors(*rec._scorer.factors(np.arange(len(batch["items"])), batch))
     all_s = dense_scores(f)
     s = all_s[:, items_K]
