@@ -100,7 +100,12 @@ def _copy_of(reference, tmp_path):
 
 
 def _warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # Only the project's own messages (absl): orbax's background readers may log an
+    # asyncio "Task exception was never retrieved" for the same damaged file, at a time
+    # that depends on garbage collection.
+    return [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "absl"
+    ]
 
 
 def _steps(workdir, which: str) -> list[int]:
