@@ -13,6 +13,7 @@ import shutil
 import tempfile
 
 import ml_collections
+import numpy as np
 import pytest
 
 _CACHE_DIR: str | None = None
@@ -76,10 +77,11 @@ def tiny_config() -> ml_collections.ConfigDict:
     return make_tiny_config()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory, make_tiny):
-    """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use
-    (the trained models behind the recommend and explain tests). Cell "recommended" is the
+    """Tiny runs trained for one epoch, one per (cell, duration mode), made on first use and
+    shared by every module (the trained models behind the recommend, explain and sharding
+    tests; they only read them). Cell "recommended" is the
     recommended model (`base_config.RECOMMENDED_MODEL`: a GRU with gap rows) in that mode, cell
     "repeat" that model with the repeat-aware output and cell "seen" with the seen-item offset,
     both evaluated with seen items rankable."""
@@ -107,3 +109,54 @@ def runs(tmp_path_factory, make_tiny):
         return made[cell, mode]
 
     return get
+
+
+def window_examples(
+    n_items: int, seed: int = 0, n: int = 10, length: int = 5, window_items: int | None = None
+) -> dict[str, np.ndarray]:
+    """Evaluation examples for the heads that score the input window (repeat head, seen-item
+    offset): right-padded windows of items ``1..window_items`` (default: the catalogue; fewer
+    makes repeats within a window), row 3 empty, targets in the window 60 % of the time, and
+    exclusion histories that hold the window after 0-2 older events."""
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(1, length + 1, n)
+    lens[3] = 0
+    mask = np.arange(length)[None, :] < lens[:, None]
+    items = np.where(mask, rng.integers(1, (window_items or n_items) + 1, (n, length)), 0)
+    items = items.astype(np.int32)
+    target = rng.integers(1, n_items + 1, n)
+    pick = rng.integers(0, length, n)
+    in_window = (rng.random(n) < 0.6) & (lens > 0)
+    target = np.where(in_window, items[np.arange(n), np.minimum(pick, lens - 1)], target)
+    older = [rng.integers(1, n_items + 1, rng.integers(0, 3)) for _ in range(n)]
+    hist = [np.concatenate([o, items[i, : lens[i]]]).astype(np.int32) for i, o in enumerate(older)]
+    reset = np.zeros((n, length), bool)
+    reset[:, 0] = lens > 0
+    return {
+        "items": items,
+        "mask": mask,
+        "reset": reset,
+        "target": target.astype(np.int32),
+        "user": np.arange(n),
+        "hist_offsets": np.concatenate([[0], np.cumsum([len(h) for h in hist])]),
+        "hist_items": np.concatenate(hist),
+    }
+
+
+def rank_windows(params, model_cfg, ex, n_items: int, exclude: bool, chunk: int = 5, k: int = 4):
+    """`evaluate.rank_examples` of ``window_examples`` with small batches and item chunks (so
+    every chunking path runs), scores included."""
+    from durgru_jax import evaluate
+    from durgru_jax.config import EvalConfig, LossConfig, OptimConfig, RunConfig, TrainConfig
+
+    rc = RunConfig(0, model_cfg, LossConfig(), OptimConfig(), TrainConfig(), EvalConfig())
+    return evaluate.rank_examples(
+        evaluate.model_scorer(params, rc),
+        ex,
+        n_items,
+        kmax=k,
+        batch_size=4,
+        item_chunk=chunk,
+        exclude_history=exclude,
+        with_scores=True,
+    )

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import rank_windows, window_examples
 
-from durgru_jax import evaluate, repeat
+from durgru_jax import repeat
 from durgru_jax.config import (
     ConfigError,
     EvalConfig,
@@ -241,47 +242,6 @@ def _run_config(model=CFG, loss=LOSS) -> RunConfig:
     )
 
 
-def _examples(seed: int = 0, n: int = 10, length: int = 5) -> dict[str, np.ndarray]:
-    """Evaluation examples: right-padded windows (one empty), targets often in the window,
-    exclusion histories that hold the window and older events."""
-    rng = np.random.default_rng(seed)
-    lens = rng.integers(1, length + 1, n)
-    lens[3] = 0
-    mask = np.arange(length)[None, :] < lens[:, None]
-    items = np.where(mask, rng.integers(1, 7, (n, length)), 0).astype(np.int32)
-    target = rng.integers(1, N_ITEMS + 1, n).astype(np.int32)
-    pick = rng.integers(0, length, n)
-    in_window = (rng.random(n) < 0.6) & (lens > 0)
-    target = np.where(in_window, items[np.arange(n), np.minimum(pick, lens - 1)], target)
-    older = [rng.integers(1, N_ITEMS + 1, rng.integers(0, 3)) for _ in range(n)]
-    hist = [np.concatenate([o, items[i, : lens[i]]]).astype(np.int32) for i, o in enumerate(older)]
-    reset = np.zeros((n, length), bool)
-    reset[:, 0] = lens > 0
-    return {
-        "items": items,
-        "mask": mask,
-        "reset": reset,
-        "target": target,
-        "user": np.arange(n),
-        "hist_offsets": np.concatenate([[0], np.cumsum([len(h) for h in hist])]),
-        "hist_items": np.concatenate(hist),
-    }
-
-
-def _rank(params, model_cfg, ex, exclude: bool, chunk: int = 5, k: int = 4):
-    scorer = evaluate.model_scorer(params, _run_config(model_cfg))
-    return evaluate.rank_examples(
-        scorer,
-        ex,
-        N_ITEMS,
-        kmax=k,
-        batch_size=4,
-        item_chunk=chunk,
-        exclude_history=exclude,
-        with_scores=True,
-    )
-
-
 def _np_ranking(params, ex, exclude: bool, k: int = 4):
     """Brute force over all items: ranks (ties against the model), top-k ids and scores."""
     _, h_last = _encode(params, CFG, {kk: ex[kk] for kk in ("items", "mask", "reset")})
@@ -305,14 +265,14 @@ def _np_ranking(params, ex, exclude: bool, k: int = 4):
 
 @pytest.mark.parametrize("exclude", [False, True])
 def test_evaluator_ranks_log_p_like_brute_force(exclude):
-    params, ex = _params(), _examples()
-    got = _rank(params, CFG, ex, exclude)
+    params, ex = _params(), window_examples(N_ITEMS, window_items=6)
+    got = rank_windows(params, CFG, ex, N_ITEMS, exclude)
     rank, top, score = _np_ranking(params, ex, exclude)
     np.testing.assert_array_equal(got.rank, rank)
     np.testing.assert_array_equal(got.top, top)
     np.testing.assert_allclose(got.top_score, score, rtol=1e-5)
     if not exclude:  # repeats matter here: some targets rank higher than without the head
-        plain = _rank(_plain(params), _plain_cfg(), ex, exclude)
+        plain = rank_windows(_plain(params), _plain_cfg(), ex, N_ITEMS, exclude)
         assert np.any(got.rank < plain.rank)
 
 
@@ -325,18 +285,21 @@ def _plain(params):
 
 
 def test_padding_after_the_last_step_changes_no_score():
-    params, ex = _params(), _examples()
+    params, ex = _params(), window_examples(N_ITEMS, window_items=6)
     other = dict(ex, items=np.where(ex["mask"], ex["items"], 5).astype(np.int32))
-    a, b = _rank(params, CFG, ex, False), _rank(params, CFG, other, False)
+    a, b = (
+        rank_windows(params, CFG, ex, N_ITEMS, False),
+        rank_windows(params, CFG, other, N_ITEMS, False),
+    )
     np.testing.assert_array_equal(a.rank, b.rank)
     np.testing.assert_array_equal(a.top_score, b.top_score)
 
 
 def test_without_repeat_weight_the_ranking_is_the_plain_models():
-    ex = _examples(seed=1)
+    ex = window_examples(N_ITEMS, seed=1, window_items=6)
     no_repeat = _params(bias=-1e4)  # w = sigmoid(-1e4 + h . a) = 0
-    got = _rank(no_repeat, CFG, ex, False)
-    plain = _rank(_plain(no_repeat), _plain_cfg(), ex, False)
+    got = rank_windows(no_repeat, CFG, ex, N_ITEMS, False)
+    plain = rank_windows(_plain(no_repeat), _plain_cfg(), ex, N_ITEMS, False)
     np.testing.assert_array_equal(got.rank, plain.rank)
     np.testing.assert_array_equal(got.top, plain.top)
 
@@ -344,8 +307,8 @@ def test_without_repeat_weight_the_ranking_is_the_plain_models():
 def test_with_excluded_history_the_head_cannot_change_the_ranking():
     """The window is in the excluded history and the other items move by a per-row
     constant: ranks and top-K equal the plain model's exactly, whatever w."""
-    params, ex = _params(bias=2.0), _examples(seed=2)
-    got = _rank(params, CFG, ex, True)
-    plain = _rank(_plain(params), _plain_cfg(), ex, True)
+    params, ex = _params(bias=2.0), window_examples(N_ITEMS, seed=2, window_items=6)
+    got = rank_windows(params, CFG, ex, N_ITEMS, True)
+    plain = rank_windows(_plain(params), _plain_cfg(), ex, N_ITEMS, True)
     np.testing.assert_array_equal(got.rank, plain.rank)
     np.testing.assert_array_equal(got.top, plain.top)

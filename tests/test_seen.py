@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import rank_windows, window_examples
 
-from durgru_jax import evaluate, seen
+from durgru_jax import seen
 from durgru_jax.config import (
     ConfigError,
     EvalConfig,
@@ -180,46 +181,6 @@ def test_a_zero_offset_is_the_plain_softmax():
 # ------------------------------------------------------------------------ the evaluator
 
 
-def _examples(seed: int = 0, n: int = 9, length: int = 5) -> dict[str, np.ndarray]:
-    """Right-padded windows (one empty), targets often in the window, histories that hold
-    the window and older events."""
-    rng = np.random.default_rng(seed)
-    lens = rng.integers(1, length + 1, n)
-    lens[2] = 0
-    mask = np.arange(length)[None, :] < lens[:, None]
-    items = np.where(mask, rng.integers(1, N_ITEMS + 1, (n, length)), 0).astype(np.int32)
-    target = rng.integers(1, N_ITEMS + 1, n).astype(np.int32)
-    in_window = (rng.random(n) < 0.5) & (lens > 0)
-    target = np.where(in_window, items[:, 0], target).astype(np.int32)
-    older = [rng.integers(1, N_ITEMS + 1, 2) for _ in range(n)]
-    hist = [np.concatenate([o, items[i, : lens[i]]]).astype(np.int32) for i, o in enumerate(older)]
-    reset = np.zeros((n, length), bool)
-    reset[:, 0] = lens > 0
-    return {
-        "items": items,
-        "mask": mask,
-        "reset": reset,
-        "target": target,
-        "user": np.arange(n),
-        "hist_offsets": np.concatenate([[0], np.cumsum([len(h) for h in hist])]),
-        "hist_items": np.concatenate(hist),
-    }
-
-
-def _rank(params, cfg, ex, exclude: bool, k: int = 4):
-    rc = RunConfig(0, cfg, LossConfig(), OptimConfig(), TrainConfig(), EvalConfig())
-    return evaluate.rank_examples(
-        evaluate.model_scorer(params, rc),
-        ex,
-        N_ITEMS,
-        kmax=k,
-        batch_size=4,
-        item_chunk=4,
-        exclude_history=exclude,
-        with_scores=True,
-    )
-
-
 def _np_ranking(params, ex, k: int = 4):
     """Brute force: logits after the last input, ``+ b`` on the window's items; ranks (ties
     against the model), top-k ids and scores."""
@@ -240,20 +201,22 @@ def _np_ranking(params, ex, k: int = 4):
 
 
 def test_evaluator_ranks_the_offset_scores_like_brute_force():
-    params, ex = _params(b=-2.0), _examples()
-    got = _rank(params, CFG, ex, exclude=False)
+    params, ex = _params(b=-2.0), window_examples(N_ITEMS)
+    got = rank_windows(params, CFG, ex, N_ITEMS, False)
     rank, top, score = _np_ranking(params, ex)
     np.testing.assert_array_equal(got.rank, rank)
     np.testing.assert_array_equal(got.top, top)
     np.testing.assert_allclose(got.top_score, score, rtol=1e-5)
-    plain = _rank({k: x for k, x in params.items() if k != "seen"}, PLAIN, ex, exclude=False)
+    plain = rank_windows(
+        {k: x for k, x in params.items() if k != "seen"}, PLAIN, ex, N_ITEMS, False
+    )
     assert np.any(got.rank != plain.rank)  # the offset moved window targets
 
 
 def test_with_excluded_history_the_offset_cannot_change_the_ranking():
-    params, ex = _params(b=3.0), _examples(seed=1)
-    got = _rank(params, CFG, ex, exclude=True)
-    plain = _rank({k: x for k, x in params.items() if k != "seen"}, PLAIN, ex, exclude=True)
+    params, ex = _params(b=3.0), window_examples(N_ITEMS, seed=1)
+    got = rank_windows(params, CFG, ex, N_ITEMS, True)
+    plain = rank_windows({k: x for k, x in params.items() if k != "seen"}, PLAIN, ex, N_ITEMS, True)
     np.testing.assert_array_equal(got.rank, plain.rank)
     np.testing.assert_array_equal(got.top, plain.top)
 
