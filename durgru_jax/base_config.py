@@ -225,8 +225,8 @@ def get_movielens_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.random_valid_ratio = 0.09
         c.loss.rating_weight = 1.0
         c.train.select_metric = "valid/rmse"  # minimised
-    # GRU4Rec's protocol ranks the rated movies too, which no user rates again
-    return use_model(c, v["model"], seen=variant == "gru4rec")
+    # each movie is rated once: the seen-item offset (ranked or excluded, it learns that)
+    return use_model(c, v["model"], seen=variant != "rating")
 
 
 def shared_sample(relative: str) -> str:

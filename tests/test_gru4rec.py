@@ -54,6 +54,8 @@ PARAMS = init_params(_cfg(), 0)
 _encode = jax.jit(encode, static_argnums=1)
 # One jitted loss-and-gradient shared by every test (one batch shape: fewer compilations).
 _vg_losses = jax.jit(jax.value_and_grad(losses, has_aux=True), static_argnums=(1, 2, 6))
+# Jitted: run eagerly, the scans and their gradients dispatch op by op (a minute per test).
+_chunked_updates = jax.jit(chunked_updates, static_argnums=(0, 1, 5, 6))
 
 
 def _batch(items_rows, resets_rows, t: int = T) -> dict[str, np.ndarray]:
@@ -564,7 +566,7 @@ def test_one_step_updates_carry_the_state_across_steps():
     lcfg = LossConfig(target="full", aux_weight=0.0)
     key, tx = jax.random.PRNGKey(4), optax.sgd(0.0)
     loss_fn = _carried(lcfg)
-    _, _, parts = chunked_updates(loss_fn, tx, PARAMS, tx.init(PARAMS), batch, 1, H, key)
+    _, _, parts = _chunked_updates(loss_fn, tx, PARAMS, tx.init(PARAMS), batch, 1, H, key)
     (want, _), _ = _vg_losses(PARAMS, _cfg(), lcfg, batch, key, jnp.zeros(N_ITEMS + 1), True)
     np.testing.assert_allclose(parts["loss"], want, rtol=1e-5)
     valid = np.asarray(batch["mask"] & (batch["targets"] > 0))
@@ -585,11 +587,11 @@ def test_truncated_bptt_updates_by_hand():
     key, lr = jax.random.PRNGKey(5), 0.5
     loss_fn = _carried(lcfg)
     tx = optax.sgd(lr)
-    got, _, parts = chunked_updates(loss_fn, tx, PARAMS, tx.init(PARAMS), batch, 4, H, key)
+    got, _, parts = _chunked_updates(loss_fn, tx, PARAMS, tx.init(PARAMS), batch, 4, H, key)
     params, h, total, n = PARAMS, jnp.zeros((3, H)), 0.0, 0
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     for i, (lo, hi) in enumerate(((0, 4), (4, 6))):
         chunk = {k: v[:, lo:hi] for k, v in batch.items()}
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (_, h)), g = grad_fn(params, chunk, jax.random.fold_in(key, i), h)
         params = jax.tree.map(lambda p, d: p - lr * d, params, g)
         n_i = int(jnp.sum(chunk["mask"] & (chunk["targets"] > 0)))
@@ -598,7 +600,7 @@ def test_truncated_bptt_updates_by_hand():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(parts["loss"], total / n, rtol=1e-5)
     # The second update saw the first one's parameters: one update on the whole window differs.
-    (_, _), g_all = jax.value_and_grad(loss_fn, has_aux=True)(PARAMS, batch, key, None)
+    (_, _), g_all = grad_fn(PARAMS, batch, key, None)
     once = jax.tree.map(lambda p, d: p - lr * d, PARAMS, g_all)
     flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])  # noqa: E731
     assert not np.allclose(flat(once), flat(got), atol=1e-4)
