@@ -20,8 +20,9 @@ Variants of the recommended model (`RECOMMENDED_VARIANTS`), one switch each: rec
 recommended_duration_input (the paper's input scaling instead of the gate) |
 recommended_no_duration | recommended_(no_)gap_input (the time-gap input flipped) |
 recommended_aux_w0.2 | recommended_untied_output (a separate output matrix instead of the item
-embeddings) | recommended_repeat_head (the repeat-aware output) |
-recommended_shuffled_durations.
+embeddings) | recommended_repeat_head (the repeat-aware output, in place of the seen-item offset
+on ML-100K) | recommended_shuffled_durations | recommended_no_seen_bias (ML-100K only: the
+seen-item offset off).
 """
 
 from durgru_jax.base_config import RECOMMENDED_MODEL, load_config, parse_variant, set_overrides
@@ -47,8 +48,11 @@ RECOMMENDED_VARIANTS = {
     f"recommended_{'no_' if _GAP else ''}gap_input": {"model.gap_input": not _GAP},
     "recommended_aux_w0.2": {"loss.aux_weight": 0.2},
     f"recommended_{'untied' if _TIE else 'tie'}_output": {"model.tie_output": not _TIE},
-    "recommended_repeat_head": {"model.repeat_head": True},
+    # in place of the seen-item offset where the model has it (MovieLens): the mixture already
+    # scores the window's items
+    "recommended_repeat_head": {"model.repeat_head": True, "model.seen_bias": False},
     "recommended_shuffled_durations": {"data.shuffle_durations": True},
+    "recommended_no_seen_bias": {"model.seen_bias": False},
 }
 # Variants that only change what the duration factor does: without durations (MovieLens) they
 # equal the model they vary, so they are not declared there.
@@ -60,6 +64,8 @@ DURATION_VARIANTS = (
     "recommended_no_duration",
     "recommended_shuffled_durations",
 )
+# Variants of a part only MovieLens's recommended model has: elsewhere they equal it.
+MOVIELENS_VARIANTS = ("recommended_no_seen_bias",)
 DATASETS = ("synthetic", "yoochoose", "ml100k")
 SEEDS = (0, 1, 2)
 # the argument after ":" (defaults first)
@@ -97,5 +103,7 @@ def sweep(add, arg: str = ""):
     for name, overrides in variants.items():
         if v["dataset"] == "ml100k" and name in DURATION_VARIANTS:
             continue  # no durations: these equal the model they vary exactly
+        if v["dataset"] != "ml100k" and name in MOVIELENS_VARIANTS:
+            continue
         for seed in SEEDS:
             add(**overrides, seed=seed)

@@ -8,7 +8,8 @@ Variants (``--config configs/ml1m.py:VARIANT``):
     selected on validation recall@20;
   * ``rating``: random 90/10 rating split with the rating head (RMSE/MAE of paper 000);
   * ``paper``, also with a protocol (``gru4rec,paper``): paper 000's aGRU instead of the
-    recommended model (docs/model_and_protocol.md).
+    recommended model (docs/model_and_protocol.md; on the two ranking protocols it has the
+    seen-item offset: no one rates a movie twice).
 
 MovieLens has no browsing durations. Default: none, so the duration factor is neutral (1) and
 every ``duration_mode`` computes what ``none`` does; ``data.duration_proxy=prev_gap`` uses the

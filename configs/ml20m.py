@@ -21,6 +21,7 @@ def get_config(arg: str = ""):
     c.data.dataset = "ml20m"  # fetched into data/raw/ when the path is missing (if allowed)
     c.data.kcore_items = 5
     c.loss.target = "sampled"  # 27k-84k items
+    c.model.seen_bias = False  # the seen-item offset is trained in the full softmax only
     c.loss.n_sampled = 2048
     c.optim.learning_rate = 5e-3
     c.train.batch_size = 256

@@ -23,6 +23,7 @@ import ml_collections
 
 from durgru_jax.base_config import (
     RECOMMENDED_MODEL,
+    RECOMMENDED_SEEN,
     config_diff,
     load_config,
     parse_variant,
@@ -64,8 +65,8 @@ def method_overrides(dataset: str, method: str) -> dict:
         return {}
     if method == "gru":
         return {"model.cell": "gru"}
-    if method == "rec":
-        return dict(RECOMMENDED_MODEL)
+    if method == "rec":  # MovieLens's: with the seen-item offset
+        return {**RECOMMENDED_MODEL, **RECOMMENDED_SEEN}
     if method in ("itemcf", "pop"):
         return {"task": "baseline", "baseline.name": method}
     other = load_config(f"{method}.py:{dataset}", beside=__file__)

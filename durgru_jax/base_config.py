@@ -118,11 +118,11 @@ RECOMMENDED_REPEATS = types.MappingProxyType({"model.repeat_head": True})
 # also enters scaled by the user's rating of it (ML-1M sample, validation RMSE:
 # docs/model_and_protocol.md, "The recommended model")
 RECOMMENDED_RATINGS = types.MappingProxyType({"model.rating_input": True})
-# Added to it on logs where users do not come back to items but seen items stay rankable
-# (MovieLens under GRU4Rec's protocol: each movie is rated once), where it wins on validation
-# (ML-1M sample: docs/model_and_protocol.md, "The recommended model"): one learned score offset
-# for the window's items (`durgru_jax.seen`). Where the history is excluded it could not change
-# a ranking.
+# Added to it on logs where users do not come back to items (MovieLens: each movie is rated
+# once), where it wins on validation (ML-1M and ML-100K samples, both protocols:
+# docs/model_and_protocol.md, "The recommended model"): one learned score offset for the
+# window's items (`durgru_jax.seen`). Where the history is excluded it cannot change a ranking
+# but still changes training: the softmax stops spending the model on the already-rated movies.
 RECOMMENDED_SEEN = types.MappingProxyType({"model.seen_bias": True})
 
 
@@ -148,7 +148,7 @@ def use_model(
 ) -> ml_collections.ConfigDict:
     """``config`` with the model of the slot ``model`` (one of `MODELS`): "recommended" sets
     `RECOMMENDED_MODEL` (with ``repeats`` `RECOMMENDED_REPEATS`: a log where users come back to
-    items; with ``seen`` `RECOMMENDED_SEEN`: a log where they do not, ranked with seen items),
+    items; with ``seen`` `RECOMMENDED_SEEN`: a log where they do not),
     "paper" keeps paper 000's aGRU (in place; returns ``config``)."""
     if model not in MODELS:
         raise ValueError(f"model {model!r} is not one of {list(MODELS)}")
@@ -225,7 +225,8 @@ def get_movielens_config(arg: str = "") -> ml_collections.ConfigDict:
         c.data.random_valid_ratio = 0.09
         c.loss.rating_weight = 1.0
         c.train.select_metric = "valid/rmse"  # minimised
-    # each movie is rated once: the seen-item offset (ranked or excluded, it learns that)
+    # each movie is rated once: the seen-item offset, whether the rated movies are ranked or
+    # excluded (not measured on the rating split, which selects on RMSE)
     return use_model(c, v["model"], seen=variant != "rating")
 
 
