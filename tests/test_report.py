@@ -17,6 +17,7 @@ from durgru_jax import train as train_lib
 from durgru_jax.base_config import (
     RECOMMENDED_MODEL,
     RECOMMENDED_RATINGS,
+    RECOMMENDED_SEEN,
     config_module,
     load_config,
 )
@@ -295,7 +296,8 @@ def test_ranking_sweep_takes_each_methods_own_config():
     ranking = _config_module("ranking")
     runs = expand(lambda add: ranking.sweep(add, "ml1m"))
     assert len(runs) == 5 * 3 + 2 and runs[0] == {"seed": 0}
-    assert sum(r == {**RECOMMENDED_MODEL, "seed": r["seed"]} for r in runs) == 3
+    rec = {**RECOMMENDED_MODEL, **RECOMMENDED_SEEN}  # MovieLens's recommended model
+    assert sum(r == {**rec, "seed": r["seed"]} for r in runs) == 3
     sub = expand(lambda add: ranking.sweep(add, "ml1m,seeds=1,methods=agru+pop"))
     assert sub == [{"seed": 0}, {"task": "baseline", "baseline.name": "pop", "seed": 0}]
     # A method's row is the same run as its own config file's.
