@@ -22,7 +22,7 @@ own config and protocol, its model replaced by the method's; the shared samples 
 Methods (`METHODS`, as overrides of the dataset's paper-000 config): ``agru`` (paper 000's
 aGRU), ``rec`` (the recommended model, the dataset config's default:
 `base_config.RECOMMENDED_MODEL`, plus `RECOMMENDED_REPEATS` on the Taobao logs and
-`RECOMMENDED_SEEN` on ``ml1m-gru4rec``), ``gru`` (a plain
+`RECOMMENDED_SEEN` on the MovieLens datasets), ``gru`` (a plain
 GRU: no duration factor, no auxiliary loss), ``gru4rec_xe`` / ``gru4rec_bpr_max``
 (``configs/gru4rec.py``, our training), ``sasrec`` (``configs/sasrec.py``), ``adpr``
 (``configs/adpr.py``), and the baselines ``itemcf`` (ItemCF-IUF with paper 001's window of 10
