@@ -10,8 +10,10 @@ session's items no mass at all (``b -> -inf``); `durgru_jax.repeat` is the full 
 
 It starts at ``b = 0`` (the plain model). With ``eval.exclude_history`` the evaluator removes
 the user's history anyway, so the offset can change a ranking only where seen items stay
-rankable (GRU4Rec's protocol, ``configs/ml1m.py:gru4rec``). Shape legend: B rows, T time
-steps, M = B x T flattened steps.
+rankable (GRU4Rec's protocol, ``configs/ml1m.py:gru4rec``); it still changes training there,
+since the softmax no longer needs the state to push the seen items down (MovieLens
+leave-one-out gains from it too). Shape legend: B rows, T time steps, M = B x T flattened
+steps.
 """
 
 from __future__ import annotations
