@@ -22,8 +22,6 @@ same run as that config's.
 import ml_collections
 
 from durgru_jax.base_config import (
-    RECOMMENDED_MODEL,
-    RECOMMENDED_SEEN,
     config_diff,
     load_config,
     parse_variant,
@@ -65,8 +63,9 @@ def method_overrides(dataset: str, method: str) -> dict:
         return {}
     if method == "gru":
         return {"model.cell": "gru"}
-    if method == "rec":  # MovieLens's: with the seen-item offset
-        return {**RECOMMENDED_MODEL, **RECOMMENDED_SEEN}
+    if method == "rec":  # the dataset config's default model (so on MovieLens the seen offset)
+        default = load_config(f"{dataset}.py", beside=__file__)
+        return config_diff(default, load_config(f"{dataset}.py:paper", beside=__file__))
     if method in ("itemcf", "pop"):
         return {"task": "baseline", "baseline.name": method}
     other = load_config(f"{method}.py:{dataset}", beside=__file__)

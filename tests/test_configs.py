@@ -245,7 +245,7 @@ def test_ablation_sweep_declares_each_variant_per_dataset():
     assert [r for r in rec if r["seed"] == 0] == [
         {**o, "seed": 0}
         for name, o in module.RECOMMENDED_VARIANTS.items()
-        if name not in module.MOVIELENS_VARIANTS  # the synthetic model has no offset to drop
+        if name not in module.SEEN_VARIANTS  # the synthetic model has no offset to drop
     ]
     rec_ml100k = sweep.expand(lambda add: module.sweep(add, "ml100k,recommended"))
     assert {k for r in rec_ml100k for k in r} == {
@@ -260,9 +260,7 @@ def test_ablation_sweep_declares_each_variant_per_dataset():
     for name in {n for n in module.RECOMMENDED_VARIANTS if n not in module.DURATION_VARIANTS}:
         c = module.get_config(f"ml100k,{name}")
         from_config(c, n_items=10)
-        assert c.model.seen_bias == (
-            name not in ("recommended_repeat_head", *module.MOVIELENS_VARIANTS)
-        )
+        assert c.model.seen_bias == (name not in ("recommended_repeat_head", *module.SEEN_VARIANTS))
     c = module.get_config("recommended_untied_output")
     assert not c.model.tie_output and c.model.cell == "gru" and c.compare == ()
     assert module.get_config("recommended").model.tie_output
