@@ -3,7 +3,11 @@
 Session-wide environment: XLA compilations that take a while are cached on disk in a
 temporary directory that lives for this pytest session only. Several tests train the same
 tiny model (and ``launch.py`` subprocesses inherit the variable), so only the first of them
-pays for compiling the train step. Nothing else is changed globally.
+pays for compiling the train step. XLA's backend optimisation is off
+(``--xla_backend_optimization_level=0``, unless the caller set ``XLA_FLAGS``): the tests are
+dominated by compiling tiny programs, which this halves, and every test compares two paths
+compiled alike or tolerates float rounding. Speed is measured by the benchmarks, not here.
+Nothing else is changed globally.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Prepared-data cache entries of the tests never land in the user's ~/.cache.
     _DATA_CACHE_DIR = tempfile.mkdtemp(prefix="durgru-jax-test-data-cache-")
     os.environ["DURGRU_CACHE"] = _DATA_CACHE_DIR
+    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # the caller chose a cache: keep it
         return
     _CACHE_DIR = tempfile.mkdtemp(prefix="durgru-jax-test-xla-cache-")
