@@ -427,6 +427,12 @@ def test_leaderboard_sweep_declares_one_budget_for_every_neural_method():
             assert c.data.to_dict() == configs[0].data.to_dict(), (dataset, c.method)
             assert c.eval.to_dict() == configs[0].eval.to_dict(), (dataset, c.method)
             assert c.train.select_metric == configs[0].train.select_metric
+            assert c.train.epochs == configs[0].train.epochs  # one training length
+    assert lb.get_config("yoochoose,rec").train.epochs == 60  # raised: runs still improved
+    assert (
+        lb.get_config("ml100k,gru").train.epochs
+        == load_config(os.path.join(ROOT, "configs", "ml100k.py")).train.epochs
+    )  # elsewhere the dataset's own cap
     rec, agru = lb.get_config("ml1m-gru4rec,rec"), lb.get_config("ml1m-gru4rec,agru")
     assert {k: rec[k.split(".")[0]][k.split(".")[1]] for k in RECOMMENDED_MODEL} == dict(
         RECOMMENDED_MODEL
