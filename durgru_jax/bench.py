@@ -46,6 +46,7 @@ from durgru_jax.evaluate import evaluate
 from durgru_jax.files import write_atomic
 from durgru_jax.lifecycle import new_state
 from durgru_jax.metrics import rank_and_topk
+from durgru_jax.provenance import provenance
 from durgru_jax.run_lib import jsonable, write_json
 from durgru_jax.train import make_optimizer, make_train_step
 
@@ -206,6 +207,7 @@ def run(config, workdir: str) -> dict:
     fwd_compile_s = ev.pop("eval_forward_compile_seconds")
     rank_compile_s = ev.pop("rank_and_topk_compile_seconds")
     out = {
+        "provenance": provenance(),  # the commit, CPU and libraries
         "device": str(jax.devices()[0].device_kind),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -434,6 +436,7 @@ def vsweep_benchmark(
         variants[f"chunk{int(chunk)}"] = (step, state, stacked, args)
     shapes_only = "bench" in config
     out: dict[str, Any] = {
+        "provenance": provenance(),
         "k": k,
         "device": str(jax.devices()[0].device_kind),
         "cpu_count": os.cpu_count(),

@@ -14,7 +14,6 @@ baseline's one value stands for every seed).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from durgru_jax.files import write_atomic
+from durgru_jax.provenance import describe
 from durgru_jax.report import (
     Group,
     Sweep,
@@ -78,18 +78,13 @@ def _sign(metric: str) -> float:
     return 1.0 if higher_is_better(metric) else -1.0
 
 
-def _entry(method: str, groups: list[Group], select: str, sweep: Sweep) -> Entry:
+def _entry(method: str, groups: list[Group], select: str) -> Entry:
     grid = [(g, _mean(g.values(select))) for g in groups]
     finite = [(g, v) for g, v in grid if math.isfinite(v)]
     chosen = max(finite, key=lambda gv: _sign(select) * gv[1])[0] if finite else groups[0]
     reasons: dict[str, int] = {}
     for r in chosen.runs:
-        path = os.path.join(sweep.path, r.name, "results.json")
-        try:
-            with open(path) as f:
-                reason = json.load(f).get("train", {}).get("stop_reason") or "-"
-        except (OSError, ValueError):
-            reason = "-"
+        reason = r.results.get("train", {}).get("stop_reason") or "-"
         reasons[reason] = reasons.get(reason, 0) + 1
     return Entry(method, chosen, grid, reasons)
 
@@ -113,7 +108,7 @@ def board(sweep: Sweep) -> Board:
     by_method: dict[str, list[Group]] = {}
     for g in sweep.groups:
         by_method.setdefault(str(g.overrides["method"]), []).append(g)
-    entries = [_entry(m, gs, select, sweep) for m, gs in by_method.items()]
+    entries = [_entry(m, gs, select) for m, gs in by_method.items()]
     entries.sort(key=lambda e: -_sign(metric) * _nan_low(_mean(e.scores(metric)), metric))
     tests = {}
     for e in entries:
@@ -174,7 +169,7 @@ def board_markdown(b: Board) -> list[str]:
     )
     if s.missing:
         lines.append(f"Not finished (left out): {len(s.missing)} runs.")
-    lines.append("")
+    lines += ["", made_by(s), ""]
     metrics = [b.metric] + [
         m for m in ("test/ndcg@10", "test/hr@10", "test/recall@20", "test/mrr@20")
         if m != b.metric and any(m in r.values for r in s.runs)
@@ -209,6 +204,17 @@ def board_markdown(b: Board) -> list[str]:
         lines += _table(["method", *(f"point {i}" for i in range(1, width))],
                         [r + [""] * (width - len(r)) for r in grid_rows])  # fmt: skip
     return lines
+
+
+def made_by(sweep: Sweep) -> str:
+    """Which code and machine made the sweep's runs (each ``results.json``'s provenance), each
+    with its number of runs, the most common first."""
+    counts: dict[str, int] = {}
+    for r in sweep.runs:
+        key = describe(r.results.get("provenance"))
+        counts[key] = counts.get(key, 0) + 1
+    made = sorted(counts.items(), key=lambda kv: -kv[1])
+    return "Made by: " + "; ".join(f"{k}: {n} run{'s' * (n > 1)}" for k, n in made) + "."
 
 
 def merged_order(orders: Sequence[Sequence[str]]) -> list[str]:

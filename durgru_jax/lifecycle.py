@@ -276,6 +276,6 @@ def finish(run: Run, state) -> dict:
     }
     # Before results.json: a finished run can recommend (`durgru_jax.recommend`).
     save_artifacts(run.workdir, run.config, p, rc)
-    run_lib.write_json(os.path.join(run.workdir, "results.json"), results)
+    run_lib.write_results(run.workdir, results)
     run.log.write({"step": steps, "final": True} | metrics)
     return results

@@ -89,6 +89,7 @@ class Run:
     values: dict[str, float]  # numeric summary.csv columns (metrics, seconds)
     config: dict[str, Any]  # config.json ({} if missing)
     records: list[dict[str, Any]]  # metrics.jsonl
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)  # results.json
 
 
 @dataclasses.dataclass
@@ -200,6 +201,7 @@ def load_sweep(path: str, title: str | None = None, baseline: str | None = None)
                 values=values,
                 config=_read_json(os.path.join(sub, "config.json")),
                 records=_read_jsonl(os.path.join(sub, "metrics.jsonl")),
+                results=_read_json(os.path.join(sub, "results.json")),
             )
         )
     runs.sort(key=lambda r: order.get(r.name, len(order)))

@@ -3,7 +3,8 @@
 One copy for the single run (`train`), the vectorised sweep (`vsweep`), the CTR task
 (`ctr.train`), the baselines and the benchmark:
 
-* files: `write_json` (whole or not at all: `durgru_jax.files`) and `Jsonl`
+* files: `write_json` (whole or not at all: `durgru_jax.files`), `write_results` (a run's
+  ``results.json``, stamped with `durgru_jax.provenance`) and `Jsonl`
   (``metrics.jsonl``), raising `errors.RunWriteError` naming the file when a write fails;
   `jsonable` (numpy / JAX scalars and non-finite floats made JSON-safe);
 * one run per workdir: `holding_workdir` / `locks_workdir` (`workdir_lock.WorkdirLock` held
@@ -35,7 +36,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from durgru_jax import files, parallel
+from durgru_jax import files, parallel, provenance
 from durgru_jax.errors import UserError
 from durgru_jax.workdir_lock import WorkdirLock
 
@@ -74,6 +75,14 @@ def write_json(path: str, obj: Any) -> None:
     if not parallel.is_primary():
         return
     files.write_atomic(path, lambda f: json.dump(jsonable(obj), f, indent=2, sort_keys=True))
+
+
+def write_results(workdir: str, results: dict[str, Any]) -> None:
+    """Writes ``workdir/results.json``: ``results`` with its ``provenance`` (the commit, the
+    machine and the libraries that made it, `durgru_jax.provenance`) added in place unless it
+    has one (a run's results rewritten with its comparisons keep theirs)."""
+    results.setdefault("provenance", provenance.provenance())
+    write_json(os.path.join(workdir, "results.json"), results)
 
 
 class Jsonl:

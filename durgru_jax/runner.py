@@ -14,7 +14,7 @@ import ml_collections
 from absl import logging
 
 from durgru_jax.base_config import apply_override
-from durgru_jax.run_lib import locks_workdir, write_json
+from durgru_jax.run_lib import locks_workdir, write_results
 from durgru_jax.train import train_and_evaluate
 
 
@@ -115,7 +115,7 @@ def run_compared(
             comp[spec] = {"metrics": sub["metrics"], "train": sub["train"]}
     for res, comp, w in zip(results, comparisons, workdirs, strict=True):
         res["comparisons"] = comp
-        write_json(os.path.join(w, "results.json"), res)
+        write_results(w, res)
         logging.info(
             "comparisons: %s",
             json.dumps({k: v["metrics"].get("test/ndcg@10") for k, v in comp.items()}),

@@ -42,7 +42,7 @@ from durgru_jax.data.sources import load_prepared, prep_config
 from durgru_jax.evaluate import evaluate_scorer, fixed_factors, score_factors
 from durgru_jax.lifecycle import check_data
 from durgru_jax.metrics import rating_metrics
-from durgru_jax.run_lib import higher_is_better, locks_workdir, write_json
+from durgru_jax.run_lib import higher_is_better, locks_workdir, write_json, write_results
 
 NAMES = ("pop", "itemcf", "mf")
 
@@ -241,7 +241,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "baseline": name,
         "baseline_config": dataclasses.asdict(cfg) if cfg is not None else {},
     }
-    write_json(os.path.join(workdir, "results.json"), results)
+    write_results(workdir, results)
     logging.info(
         "baseline %s: test hr@10 %.4f ndcg@10 %.4f (fit %.1f s, eval %.1f s)",
         name,

@@ -88,6 +88,7 @@ def measure(path: str, cache_dir: str, options: dict) -> dict:
 
 
 def run(config, workdir: str) -> dict:
+    from durgru_jax.provenance import provenance  # called after the measured subprocesses
     from durgru_jax.run_lib import write_json  # jax: not needed by the measured subprocess
 
     b, d = config.bench, config.data
@@ -139,6 +140,7 @@ def run(config, workdir: str) -> dict:
             "cache_10x_met": first["wall_s"] >= 10 * second["wall_s"],
         },
         "machine": {
+            "provenance": provenance(),  # the commit, CPU and libraries
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),

@@ -39,7 +39,7 @@ from durgru_jax import files, run_lib
 from durgru_jax.ctr import criteo
 from durgru_jax.ctr import model as ctr_model
 from durgru_jax.ctr.metrics import ctr_metrics
-from durgru_jax.run_lib import Jsonl, write_json
+from durgru_jax.run_lib import Jsonl, write_json, write_results
 from durgru_jax.train import make_optimizer
 
 
@@ -356,6 +356,6 @@ def run(config, workdir: str) -> dict:
         "model": {k: v for k, v in vars(mcfg).items() if k != "vocab_sizes"}
         | {"duration_factor": "not applicable: Criteo has no durations"},
     }
-    write_json(os.path.join(workdir, "results.json"), results)
+    write_results(workdir, results)
     metrics_log.write({"model": "model", "step": fitted["train"]["steps"], "final": True} | metrics)
     return results
