@@ -364,15 +364,18 @@ def _diff_cell(group: Group, reference: Group, metric: str) -> str:
 
 
 def _curve(run: Run, metric: str) -> dict[int, float]:
-    """Step -> validation value from ``metrics.jsonl`` (the model's records; last one wins)."""
+    """Step -> validation value from ``metrics.jsonl`` (the model's records; last one wins, and
+    none after the step of the last final record: an earlier try of a run started over may
+    have gone further)."""
     out = {}
+    finals = [int(r["step"]) for r in run.records if r.get("final") and "step" in r]
     for r in run.records:
         if r.get("final") or metric not in r or "step" not in r:
             continue
         if r.get("model", "model") != "model":  # CTR logs the logistic regression too
             continue
         v = r[metric]
-        if isinstance(v, (int, float)):
+        if isinstance(v, (int, float)) and (not finals or int(r["step"]) <= finals[-1]):
             out[int(r["step"])] = float(v)
     return out
 

@@ -475,3 +475,14 @@ def test_leaderboard_end_to_end_on_tiny_data(tmp_path, make_tiny):
     for e in trained:  # one vectorised group of 6
         assert {r.values["trained_with"] for g, _ in e.grid for r in g.runs} == {6}
     assert "| synthetic | ndcg@10 |" in open(out).read()
+
+
+def test_curve_drops_records_of_an_earlier_try_beyond_the_final_step():
+    """A run started over (its checkpoints gone) appends to the same log: its own records win,
+    and the first try's records past its final step are not part of its curve."""
+    first_try = [{"step": s, "valid/ndcg@10": 0.1 * s} for s in (10, 20, 30)]
+    second = [{"step": 10, "valid/ndcg@10": 0.5}, {"step": 20, "valid/ndcg@10": 0.6}]
+    run = report.Run("r", {}, 0, {}, {}, first_try + second + [{"step": 20, "final": True}])
+    assert report._curve(run, "valid/ndcg@10") == {10: 0.5, 20: 0.6}
+    unfinished = report.Run("r", {}, 0, {}, {}, first_try + second)
+    assert report._curve(unfinished, "valid/ndcg@10") == {10: 0.5, 20: 0.6, 30: 3.0}
