@@ -4,6 +4,8 @@ evaluator, the same tuning budget for every neural method.
 One dataset, all methods: ``python launch.py --config configs/leaderboard.py:ml100k --sweep
 --workdir runs/leaderboard/ml100k``; every dataset as its own sweep below one folder, then
 ``python launch.py --report runs/leaderboard`` (the leaderboard table, `durgru_jax.leaderboard`).
+The published leaderboard is these sweeps in ``docs/runs/leaderboard/DATASET``, whose records
+are kept in git (``docs/runs/README.md``).
 One run: ``--config configs/leaderboard.py:ml100k,rec`` (the method's grid centre, seed 0;
 without a method, paper 000's aGRU: the config the sweep's method overrides apply to).
 
