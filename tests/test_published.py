@@ -85,3 +85,14 @@ def test_the_readme_table_carries_the_reports_cells(published):
         for column, cell in cells.items():
             if column != "dataset":
                 assert row[column] == cell, (dataset, column)
+
+
+def test_the_kept_records_name_no_machine_path():
+    """Data paths in the kept records name the shared data folder, not one machine's."""
+    import subprocess
+
+    found = subprocess.run(
+        ["git", "-C", ROOT, "grep", "-lE", r'"/(work|home|root|tmp|Users)/', "--", RUNS],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    assert not found, f"absolute paths in {found[:3]}: write them as $DURGRU_SHARED_DATA/..."
