@@ -23,6 +23,7 @@ from typing import Any
 
 import ml_collections
 
+from durgru_jax import shared_data
 from durgru_jax.config import GROUPS, OptimConfig, group_defaults
 from durgru_jax.data.dataset import PrepConfig
 
@@ -231,15 +232,10 @@ def get_movielens_config(arg: str = "") -> ml_collections.ConfigDict:
 
 
 def shared_sample(relative: str) -> str:
-    """A file of the folder of small real data samples: ``$DURGRU_SHARED_DATA`` if set, else
-    ``shared/data`` beside the repository (the default path of the configs' sample variants).
-    """
-    root = os.environ.get("DURGRU_SHARED_DATA") or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-        "shared",
-        "data",
-    )
-    return os.path.join(root, relative)
+    """A file of the folder of small real data samples (`shared_data.sample`:
+    ``$DURGRU_SHARED_DATA`` if set, else ``shared/data`` beside the repository), the default
+    path of the configs' sample variants."""
+    return shared_data.sample(relative)
 
 
 # ----------------------------------------------------------------------------- overrides

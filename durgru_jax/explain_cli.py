@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 from durgru_jax import recommend_inputs as inputs
+from durgru_jax import shared_data
 from durgru_jax.data import sources
 from durgru_jax.explain import Explanation
 from durgru_jax.recommend import Recommender
@@ -55,7 +56,7 @@ def _write_text(path: str, text: str) -> None:
 def training_events(rec: Recommender):
     """The run's event table as training read it (the ground-truth columns kept)."""
     data_cfg = dict(rec.artifacts.data_config)
-    path = data_cfg.get("path")
+    path = shared_data.expand(data_cfg.get("path"))
     if data_cfg["source"] != "synthetic" and path and not os.path.exists(path):
         raise FileNotFoundError(f"the run's data file {path!r} is gone: --explain needs it")
     events, _ = sources.load_events(data_cfg)

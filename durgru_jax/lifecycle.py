@@ -77,8 +77,7 @@ def setup(config, workdir: str | None, who: str = "") -> Run:
     log = None
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)
-        cfg_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        run_lib.write_json(os.path.join(workdir, "config.json"), cfg_dict)
+        run_lib.write_config(workdir, config)
         log = run_lib.Jsonl(os.path.join(workdir, "metrics.jsonl"))
     p = load_prepared(config.data, seed=int(config.seed))
     logging.info("data: %s", json.dumps(run_lib.jsonable(p.info)))

@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from durgru_jax import artifacts as artifacts_lib
-from durgru_jax import evaluate, parallel
+from durgru_jax import evaluate, parallel, shared_data
 from durgru_jax import model as model_lib
 from durgru_jax import recommend_inputs as inputs
 from durgru_jax.checkpoints import CheckpointMismatchError
@@ -416,7 +416,7 @@ def _load_training_data(art: artifacts_lib.Artifacts) -> ds.Prepared:
     from durgru_jax.data import sources
 
     data_cfg = dict(art.data_config)
-    path = data_cfg.get("path")
+    path = shared_data.expand(data_cfg.get("path"))
     if data_cfg["source"] != "synthetic" and path and not os.path.exists(path):
         raise FileNotFoundError(
             f"the run's data file {path!r} is gone: recommendations from the training users' "

@@ -3,8 +3,9 @@
 One copy for the single run (`train`), the vectorised sweep (`vsweep`), the CTR task
 (`ctr.train`), the baselines and the benchmark:
 
-* files: `write_json` (whole or not at all: `durgru_jax.files`), `write_results` (a run's
-  ``results.json``, stamped with `durgru_jax.provenance`) and `Jsonl`
+* files: `write_json` (whole or not at all: `durgru_jax.files`), `write_config` and
+  `write_results` (a run's ``config.json`` and ``results.json``, the latter stamped with
+  `durgru_jax.provenance`; shared-data paths relative, `durgru_jax.shared_data`) and `Jsonl`
   (``metrics.jsonl``), raising `errors.RunWriteError` naming the file when a write fails;
   `jsonable` (numpy / JAX scalars and non-finite floats made JSON-safe);
 * one run per workdir: `holding_workdir` / `locks_workdir` (`workdir_lock.WorkdirLock` held
@@ -36,7 +37,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from durgru_jax import files, parallel, provenance
+from durgru_jax import files, parallel, provenance, shared_data
 from durgru_jax.errors import UserError
 from durgru_jax.workdir_lock import WorkdirLock
 
@@ -77,12 +78,20 @@ def write_json(path: str, obj: Any) -> None:
     files.write_atomic(path, lambda f: json.dump(jsonable(obj), f, indent=2, sort_keys=True))
 
 
+def write_config(workdir: str, config: Any) -> None:
+    """Writes ``workdir/config.json``: the run's config, files of the shared data folder named
+    relative to it (`shared_data.portable`)."""
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    write_json(os.path.join(workdir, "config.json"), shared_data.portable(jsonable(cfg)))
+
+
 def write_results(workdir: str, results: dict[str, Any]) -> None:
     """Writes ``workdir/results.json``: ``results`` with its ``provenance`` (the commit, the
     machine and the libraries that made it, `durgru_jax.provenance`) added in place unless it
-    has one (a run's results rewritten with its comparisons keep theirs)."""
+    has one (a run's results rewritten with its comparisons keep theirs); files of the shared
+    data folder named relative to it (`shared_data.portable`)."""
     results.setdefault("provenance", provenance.provenance())
-    write_json(os.path.join(workdir, "results.json"), results)
+    write_json(os.path.join(workdir, "results.json"), shared_data.portable(jsonable(results)))
 
 
 class Jsonl:

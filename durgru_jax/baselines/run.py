@@ -42,7 +42,12 @@ from durgru_jax.data.sources import load_prepared, prep_config
 from durgru_jax.evaluate import evaluate_scorer, fixed_factors, score_factors
 from durgru_jax.lifecycle import check_data
 from durgru_jax.metrics import rating_metrics
-from durgru_jax.run_lib import higher_is_better, locks_workdir, write_json, write_results
+from durgru_jax.run_lib import (
+    higher_is_better,
+    locks_workdir,
+    write_config,
+    write_results,
+)
 
 NAMES = ("pop", "itemcf", "mf")
 
@@ -204,7 +209,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     (holding the workdir's lock)."""
     name, cfg = baseline_config(config)
     os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    write_config(workdir, config)
     eval_kw = _plain(config.eval)
     eval_kw["ks"] = tuple(int(k) for k in eval_kw.get("ks", (5, 10, 20)))
     eval_cfg = EvalConfig(**eval_kw)  # checked like the main model's

@@ -39,7 +39,7 @@ from durgru_jax import files, run_lib
 from durgru_jax.ctr import criteo
 from durgru_jax.ctr import model as ctr_model
 from durgru_jax.ctr.metrics import ctr_metrics
-from durgru_jax.run_lib import Jsonl, write_json, write_results
+from durgru_jax.run_lib import Jsonl, write_results
 from durgru_jax.train import make_optimizer
 
 
@@ -253,7 +253,7 @@ def run(config, workdir: str) -> dict:
     ``bench`` variant, the preprocessing benchmark `durgru_jax.ctr.bench.run`, is dispatched
     by `durgru_jax.runner`.)"""
     os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    run_lib.write_config(workdir, config)
     metrics_log = Jsonl(os.path.join(workdir, "metrics.jsonl"))
     t0 = time.time()
     prepared = prepare_from_config(config)

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from absl import logging
 
+from durgru_jax import shared_data
 from durgru_jax.data import cache, download, readers, synthetic
 from durgru_jax.data.dataset import Prepared, PrepConfig, prepare
 
@@ -42,7 +43,7 @@ def load_events(data_cfg: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[str, An
         kwargs = dict(_plain(data_cfg.get("synthetic", {})) or {})
         events = synthetic.generate_synthetic(**kwargs)
         return events, {"source": "synthetic", "generator": kwargs}
-    path = data_cfg.get("path")
+    path = shared_data.expand(data_cfg.get("path"))
     if not path:
         raise ValueError(f"config.data.path is empty; source {source!r} needs a file")
     if source == "movielens":
@@ -90,7 +91,7 @@ def resolve_path(data_cfg: Mapping[str, Any]) -> str | None:
     """The input file: ``data.path`` if it exists; else, for a registered ``data.dataset``,
     the file fetched (checksum-verified) from the official source, or an error that says
     exactly which file to put where."""
-    path = data_cfg.get("path") or None
+    path = shared_data.expand(data_cfg.get("path")) or None
     name = data_cfg.get("dataset") or ""
     if data_cfg["source"] == "synthetic" or (path and os.path.exists(path)) or not name:
         return path
