@@ -95,4 +95,7 @@ def test_the_kept_records_name_no_machine_path():
         ["git", "-C", ROOT, "grep", "-lE", r'"/(work|home|root|tmp|Users)/', "--", RUNS],
         capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
-    assert not found, f"absolute paths in {found[:3]}: write them as $DURGRU_SHARED_DATA/..."
+    assert not found, (
+        f"absolute paths in {found[:3]}: runs write files of the shared data folder as "
+        "$DURGRU_SHARED_DATA/... (durgru_jax/shared_data.py); a file outside it has no place here"
+    )

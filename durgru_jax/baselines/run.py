@@ -42,12 +42,7 @@ from durgru_jax.data.sources import load_prepared, prep_config
 from durgru_jax.evaluate import evaluate_scorer, fixed_factors, score_factors
 from durgru_jax.lifecycle import check_data
 from durgru_jax.metrics import rating_metrics
-from durgru_jax.run_lib import (
-    higher_is_better,
-    locks_workdir,
-    write_config,
-    write_results,
-)
+from durgru_jax.run_lib import higher_is_better, locks_workdir, write_config, write_results
 
 NAMES = ("pop", "itemcf", "mf")
 
